@@ -1,0 +1,43 @@
+"""Settings, read from the environment (and nothing else) when first asked for."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./aurora_crm.db"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Every field can be set by an environment variable (see README)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "CRM_DATABASE_URL"),
+        description="SQLAlchemy URL; postgresql:// URLs are run with psycopg 3.",
+    )
+    log_level: LogLevel = Field(default="INFO", description="Level of the JSON log lines.")
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest request body accepted (413 above it)."
+    )
+    database_connect_timeout: int = Field(
+        default=5, gt=0, description="Seconds to wait for a PostgreSQL connection."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

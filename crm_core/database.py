@@ -1,0 +1,125 @@
+"""The engine and its sessions: URL normalisation, SQLite pragmas, the session dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from crm_core.exceptions import ConfigurationError, DatabaseUnavailableError
+
+_POSTGRES_NAMES = {"postgresql", "postgres", "postgresql+psycopg"}
+_SQLITE_NAMES = {"sqlite", "sqlite+pysqlite"}
+
+
+def normalize_database_url(raw: str) -> URL:
+    """Parse a database URL as people type it and pick the driver this project ships.
+
+    `postgresql://`, `postgres://` and `postgresql+psycopg://` all run on psycopg 3;
+    `sqlite:///path` (or `sqlite://` for memory) on the standard library's sqlite3.
+    """
+    text_url = raw.strip()
+    if not text_url:
+        raise ConfigurationError("DATABASE_URL is empty; unset it to use SQLite, or give a URL")
+    try:
+        url = make_url(text_url)
+    except (ArgumentError, ValueError):
+        raise ConfigurationError(
+            f"DATABASE_URL is not a database URL: {_redact(text_url)!r} "
+            "(expected e.g. postgresql://user@host:5432/db or sqlite:///path/to/file.db)"
+        ) from None
+    if url.drivername in _POSTGRES_NAMES:
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in _SQLITE_NAMES:
+        return url.set(drivername="sqlite+pysqlite")
+    raise ConfigurationError(
+        f"DATABASE_URL uses {url.drivername!r}, which is not supported: "
+        "use postgresql:// (psycopg 3) or sqlite:///"
+    )
+
+
+def _redact(text_url: str) -> str:
+    """Hide a password in a URL that could not be parsed."""
+    scheme, sep, rest = text_url.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return text_url
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def create_db_engine(raw_url: str, *, connect_timeout: int = 5) -> Engine:
+    """Build the engine for a URL; refuse, in one line, one that cannot work."""
+    url = normalize_database_url(raw_url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False}
+        if is_memory_sqlite(url):
+            kwargs["poolclass"] = StaticPool
+        else:
+            parent = Path(str(url.database)).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise ConfigurationError(
+                    f"DATABASE_URL points to a SQLite file in {parent}, which does not exist"
+                )
+    else:
+        kwargs["connect_args"] = {"connect_timeout": connect_timeout}
+    engine = create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    """Enforce foreign keys (off by default in SQLite) and wait on locks instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """The engine and the session factory of one application."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
+
+    def ping(self) -> None:
+        """Run a trivial query; raise DatabaseUnavailableError if the database does not answer."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            cause = exc.orig if isinstance(exc, DBAPIError) else exc
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise DatabaseUnavailableError(reason) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    """One session per request, closed when the request ends."""
+    with database.sessionmaker() as session:
+        yield session
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SessionDep = Annotated[Session, Depends(get_session)]

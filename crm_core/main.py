@@ -1,0 +1,66 @@
+"""The ASGI application: `uvicorn crm_core.main:app`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from crm_core import __version__
+from crm_core.api import health
+from crm_core.api.v1 import ingest
+from crm_core.config import Settings, get_settings
+from crm_core.database import Database, create_db_engine
+from crm_core.exceptions import ConfigurationError
+from crm_core.log import configure_logging
+from crm_core.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from crm_core.problems import register_problem_handlers
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; raise ConfigurationError when the settings cannot work."""
+    if settings is None:
+        try:
+            settings = get_settings()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigurationError(f"setting {where}: {first['msg']}") from None
+    database = Database(
+        create_db_engine(settings.database_url, connect_timeout=settings.database_connect_timeout)
+    )
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="Aurora CRM core",
+        version=__version__,
+        summary="Headless CRM runtime: contacts, deals and message ingest.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    register_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(ingest.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware)
+    return app
+
+
+def _create_app_or_exit() -> FastAPI:
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        print(f"crm_core: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _create_app_or_exit()

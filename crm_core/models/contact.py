@@ -1,0 +1,32 @@
+"""A person, as known on one channel."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm_core.models.base import Base, TimestampMixin
+
+if TYPE_CHECKING:
+    from crm_core.models.deal import Deal
+
+
+class Contact(TimestampMixin, Base):
+    """A person on one channel, identified by (source, sender_id): E.164 digits for WhatsApp."""
+
+    __tablename__ = "crm_contacts"
+    __table_args__ = (UniqueConstraint("source", "sender_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    source: Mapped[str] = mapped_column(String(32))
+    sender_id: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    deals: Mapped[list[Deal]] = relationship(back_populates="contact", passive_deletes="all")
+
+    def __repr__(self) -> str:
+        return f"Contact(id={self.id!s}, source={self.source!r}, sender_id={self.sender_id!r})"
