@@ -62,6 +62,7 @@ def run_migrations_online() -> None:
     if isinstance(connectable, Connection):
         _run(connectable)
         return
+    owned = connectable is None
     if connectable is None:
         try:
             connectable = create_db_engine(_database_url())
@@ -69,12 +70,16 @@ def run_migrations_online() -> None:
             sys.exit(f"alembic: configuration error: {exc}")
     assert isinstance(connectable, Engine)
     try:
-        connection = connectable.connect()
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        sys.exit(f"alembic: cannot connect to {connectable.url!r}: {reason}")
-    with connection:
-        _run(connection)
+        try:
+            connection = connectable.connect()
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            sys.exit(f"alembic: cannot connect to {connectable.url!r}: {reason}")
+        with connection:
+            _run(connection)
+    finally:
+        if owned:
+            connectable.dispose()
 
 
 if context.is_offline_mode():

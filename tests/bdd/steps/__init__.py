@@ -1,0 +1,1 @@
+"""Step definitions, one module per area; tests/bdd/conftest.py exports them (STEP_MODULES)."""
