@@ -1,0 +1,332 @@
+"""The `gates` command line: parse arguments, call the library, print, return an exit code.
+
+Exit codes: 0 all good, 1 a document has errors (or a legacy one cannot be converted),
+2 a usage or input/output error. A command is
+one `Command` in `COMMANDS`; adding one means adding a row there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from gates.catalog import GATE_NAMES
+from gates.closure_import import import_closure
+from gates.exceptions import (
+    ClosureImportError,
+    GatesError,
+    InputNotFound,
+    InvalidSpecError,
+    OutputExistsError,
+    OutputWriteError,
+)
+from gates.vault import Vault, expand, find_root, load_documents, load_vault
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A subcommand: its name, one line of help, its arguments and what it runs."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _configure_lint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="OS spec files or folders (default: every vault/*/os/*.md of the repository)",
+    )
+    _add_root(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="repository root (default: the nearest folder above the current one holding "
+        "vault/ and pyproject.toml or .git)",
+    )
+
+
+def _root(given: Path | None, *, required: bool) -> Path:
+    if given is not None:
+        if not given.is_dir():
+            raise InputNotFound(f"--root {given}: no such folder")
+        return given
+    try:
+        return find_root(Path.cwd())
+    except GatesError:
+        if required:
+            raise
+        return Path.cwd()
+
+
+def _run_lint(args: argparse.Namespace) -> int:
+    root = _root(args.root, required=not args.paths)
+    vault = load_documents(expand(args.paths), root=root) if args.paths else load_vault(root)
+    print(_lint_json(vault) if args.format == "json" else _lint_text(vault))
+    return EXIT_OK if vault.ok else EXIT_INVALID
+
+
+def _lint_text(vault: Vault) -> str:
+    lines = [str(error) for error in vault.errors]
+    noun = "document" if vault.checked == 1 else "documents"
+    if vault.ok:
+        lines.append(f"gates lint: {vault.checked} {noun} checked, no errors")
+    else:
+        count = len(vault.errors)
+        lines.append(
+            f"gates lint: {count} error{'s' if count != 1 else ''} in {vault.failing} "
+            f"of {vault.checked} {noun}"
+        )
+    return "\n".join(lines)
+
+
+def _lint_json(vault: Vault) -> str:
+    report = {
+        "ok": vault.ok,
+        "root": str(vault.root.resolve()),
+        "checked": vault.checked,
+        "documents": [
+            {
+                "id": order.id,
+                "short_id": order.short_id,
+                "path": order.path.as_posix(),
+                "criteria": [criterion.id for criterion in order.criteria],
+            }
+            for order in vault.documents.values()
+        ],
+        "errors": [
+            {
+                "path": error.path.as_posix(),
+                "line": error.line,
+                "message": error.message,
+                "fix": error.fix,
+            }
+            for error in vault.errors
+        ],
+    }
+    return json.dumps(report, ensure_ascii=False, indent=2)
+
+
+def _configure_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="FILE", help="a legacy closure document")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="where to write the spec; a folder gets <ID>.md (default: standard output)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.add_argument(
+        "--project", help="the vault project (default: from the Registro no Vault path)"
+    )
+    parser.add_argument(
+        "--gates",
+        type=_gate_list,
+        default=GATE_NAMES,
+        metavar="NAMES",
+        help=f"comma-separated gates the OS requires (default: {','.join(GATE_NAMES)})",
+    )
+    parser.add_argument(
+        "--feature",
+        dest="features",
+        action="append",
+        metavar="PATH",
+        help="a feature file proving the OS, repeatable (default: features/os_<NNN>.feature)",
+    )
+
+
+def _gate_list(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in GATE_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown gate {', '.join(unknown)}; known: {', '.join(GATE_NAMES)}"
+        )
+    return names
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    spec = import_closure(args.file, project=args.project, gates=args.gates, features=args.features)
+    if spec.errors:
+        for error in spec.errors:
+            print(error)
+        print(f"gates import-closure: the spec has {len(spec.errors)} error(s); nothing written")
+        return EXIT_INVALID
+    if args.out is None:
+        sys.stdout.write(spec.text)
+        return EXIT_OK
+    out: Path = args.out / f"{spec.id}.md" if args.out.is_dir() else args.out
+    if out.exists() and not args.force:
+        raise OutputExistsError(f"{out} exists; pass --force to overwrite it")
+    try:
+        out.write_text(spec.text, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise OutputWriteError(f"{out}: cannot write: {exc.strerror or exc}") from None
+    ids = ", ".join(criterion.id for criterion in spec.criteria)
+    print(f"wrote {out}: {spec.id} with {len(spec.criteria)} criteria ({ids})")
+    return EXIT_OK
+
+
+def _configure_certify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "ids",
+        nargs="*",
+        metavar="OS-ID",
+        help="OSes to certify: full id, OS-004, 004 or 4 (default: every OS in the vault)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="decide without writing records or PLAN.md; exit 1 if an OS would not be CONCLUÍDA",
+    )
+    _add_root(parser)
+
+
+def _run_certify(args: argparse.Namespace) -> int:
+    from gates.progress import progress_for
+    from gates.runner import certify, environment
+
+    root = _root(args.root, required=True)
+    _refuse_broken_specs(root, args.ids)
+    results = certify(
+        root, args.ids, check=args.check, progress=progress_for(sys.stdout), env=environment()
+    )
+    concluded = sum(result.concluded for result in results)
+    mode = " (check: nothing written)" if args.check else ""
+    print(f"gates certify: {concluded} of {len(results)} OS CONCLUÍDA{mode}")
+    return EXIT_OK if concluded == len(results) else EXIT_INVALID
+
+
+def _refuse_broken_specs(root: Path, wanted: Sequence[str]) -> None:
+    """A spec that does not parse cannot be certified: say so in one line, not a record."""
+    vault = load_vault(root)
+    if vault.ok:
+        return
+    broken = {error.path.as_posix() for error in vault.errors}
+    if not wanted or any(name in path for name in wanted for path in broken):
+        first = vault.errors[0]
+        raise InvalidSpecError(
+            f"{first} ({len(vault.errors)} error(s) in {len(broken)} spec(s); run `gates lint`)"
+        )
+
+
+def _configure_status(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    _add_root(parser)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from gates.records import latest_record
+
+    root = _root(args.root, required=True)
+    vault = load_vault(root)
+    rows = []
+    for order in sorted(vault.documents.values(), key=lambda o: (o.number, o.id)):
+        record = latest_record(root, PurePosixPath(order.path.as_posix()), order.id)
+        rows.append(
+            {
+                "os": order.short_id,
+                "id": order.id,
+                "decision": record.decision if record else "NÃO CERTIFICADA",
+                "commit": record.commit if record else None,
+                "certified_at": record.certified_at.isoformat() if record else None,
+                "record": record.markdown.as_posix() if record else None,
+            }
+        )
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            when = f"{str(row['commit'])[:12]}  {row['certified_at']}" if row["commit"] else "—"
+            print(f"{row['os']}  {row['decision']:<16} {when}  {row['id']}")
+        if not rows:
+            print("gates status: the vault has no OS")
+    return EXIT_OK
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("lint", "check OS specs; exit 1 if any has an error", _configure_lint, _run_lint),
+    Command(
+        "import-closure",
+        "turn a legacy closure document into an OS spec",
+        _configure_import,
+        _run_import,
+    ),
+    Command(
+        "certify",
+        "run the gates, decide each OS and write its closure record into the vault",
+        _configure_certify,
+        _run_certify,
+    ),
+    Command(
+        "status", "show each OS's last verdict, commit and date", _configure_status, _run_status
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gates", description="Vault-first governance of work orders (OS)."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `gates`; returns the exit code instead of raising for any expected failure."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        code: int = args.run(args)
+        sys.stdout.flush()
+    except (ClosureImportError, InvalidSpecError) as exc:
+        print(f"gates: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except GatesError as exc:
+        print(f"gates: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("gates: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("GATES_DEBUG"):
+            raise
+        print(
+            f"gates: internal error ({type(exc).__name__}: {exc}); "
+            "run again with GATES_DEBUG=1 to see the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+    return code

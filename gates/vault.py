@@ -1,0 +1,147 @@
+"""The vault: the repository root, the OS specs it holds, and the checks across them."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gates.documents import parse_work_order
+from gates.exceptions import InputNotFound, RepositoryRootNotFound
+from gates.model import DocumentError, WorkOrder
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Vault:
+    """Valid documents by id, in path order, and every error of every document checked."""
+
+    root: Path
+    documents: Mapping[str, WorkOrder]
+    errors: tuple[DocumentError, ...]
+    checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def failing(self) -> int:
+        """How many documents have at least one error."""
+        return len({error.path for error in self.errors})
+
+
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding vault/ and pyproject.toml or .git."""
+    start = Path(os.path.abspath(start))
+    for folder in (start, *start.parents):
+        has_marker = (folder / "pyproject.toml").is_file() or (folder / ".git").exists()
+        if has_marker and (folder / "vault").is_dir():
+            return folder
+    raise RepositoryRootNotFound(
+        f"no repository root at or above {start} (a folder holding vault/ and "
+        "pyproject.toml or .git); pass --root"
+    )
+
+
+def discover(root: Path) -> list[Path]:
+    """Every OS spec of the vault: vault/<project>/os/<ID>.md."""
+    return sorted((root / "vault").glob("*/os/*.md"))
+
+
+def specs_under(folder: Path) -> list[Path]:
+    """The OS specs in a folder: `*.md` files in folders named os/, the folder included."""
+    found = set(folder.glob("**/os/*.md"))
+    if folder.name == "os":
+        found.update(folder.glob("*.md"))
+    return sorted(found)
+
+
+def expand(arguments: Sequence[Path]) -> list[Path]:
+    """The files named on a command line, folders replaced by the specs they hold."""
+    files: dict[str, Path] = {}
+    for argument in arguments:
+        if not os.path.lexists(argument):
+            raise InputNotFound(f"{argument}: no such file or folder")
+        if argument.is_dir():
+            found = specs_under(argument)
+            if not found:
+                raise InputNotFound(
+                    f"{argument}: no OS spec in this folder (specs are *.md files in folders "
+                    "named os/)"
+                )
+        else:
+            found = [argument]
+        for path in found:
+            files.setdefault(os.path.abspath(path), path)
+    return list(files.values())
+
+
+def load_vault(root: Path) -> Vault:
+    """Parse every OS spec of the vault under `root` and check them against each other."""
+    return load_documents(discover(root), root=root)
+
+
+def load_documents(paths: Iterable[Path], *, root: Path) -> Vault:
+    """Parse the given specs and check them against each other (ids and numbers unique)."""
+    documents: dict[str, WorkOrder] = {}
+    by_number: dict[int, WorkOrder] = {}
+    errors: list[DocumentError] = []
+    checked = 0
+    with _no_cycle_collection():
+        for path in paths:
+            checked += 1
+            parsed = parse_work_order(path, root=root)
+            errors.extend(parsed.errors)
+            order = parsed.document
+            if order is None:
+                continue
+            clash = _clash(order, documents, by_number)
+            if clash:
+                errors.append(clash)
+                continue
+            documents[order.id] = order
+            by_number[order.number] = order
+    return Vault(root, documents, tuple(errors), checked)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause the cycle collector while parsing.
+
+    Parsing allocates many small objects that live on and makes no reference cycles, so the
+    collector only rescans a growing heap: on a vault of 10,000 specs it took a quarter of the
+    time and made the cost grow faster than the vault.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _clash(
+    order: WorkOrder, documents: Mapping[str, WorkOrder], by_number: Mapping[int, WorkOrder]
+) -> DocumentError | None:
+    first = documents.get(order.id)
+    if first:
+        return DocumentError(
+            order.path,
+            order.line_of("id"),
+            f"duplicate OS id {order.id} (first in {first.path.as_posix()}:{first.line_of('id')})",
+            "give each OS its own id; a copy of an OS must not stay in the vault",
+        )
+    first = by_number.get(order.number)
+    if first:
+        return DocumentError(
+            order.path,
+            order.line_of("number"),
+            f"OS number {order.number} ({order.tag}) is already used by {first.id} "
+            f"({first.path.as_posix()}:{first.line_of('number')})",
+            "give each OS its own number: feature files find an OS by its tag",
+        )
+    return None
