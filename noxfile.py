@@ -40,6 +40,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def gates(session: nox.Session) -> None:
+    """Certify the vault's OSes and write their closure records (`-- --check` writes nothing)."""
+    install_project(session, "lint", "typecheck")
+    session.run("gates", "certify", *session.posargs)
+
+
+@nox.session
 def serve(session: nox.Session) -> None:
     """Apply migrations and start the API with uvicorn (SQLite unless DATABASE_URL is set)."""
     install_project(session)

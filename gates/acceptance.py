@@ -1,0 +1,120 @@
+"""The acceptance gate: run the scenarios once and read each one's true outcome.
+
+Outcomes come from a pytest hook (`gates.pytest_plugin`), never from terminal text: pytest's
+own verdict per test, tied by pytest-bdd to the scenario's feature file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gates.checks import GateResult, run_commands
+from gates.config import GatesConfig
+from gates.features import ScenarioSpec
+
+# pytest's exit codes 0 (all passed) and 1 (some failed) mean the run itself worked.
+RUN_COMPLETED = ("[exit 0]", "[exit 1]")
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+    NOT_RUN = "not run"
+
+
+_SEVERITY = [Outcome.FAILED, Outcome.NOT_RUN, Outcome.XFAILED, Outcome.SKIPPED, Outcome.PASSED]
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    """What happened to one written scenario (every example of an outline included)."""
+
+    spec: ScenarioSpec
+    outcome: Outcome
+    runs: int
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptanceRun:
+    """One pytest run over the step modules, shared by every OS certified in the same run."""
+
+    gate: GateResult
+    completed: bool
+    runs: dict[tuple[str, int], list[dict[str, Any]]]
+
+    def result_of(self, spec: ScenarioSpec) -> ScenarioResult:
+        runs = self.runs.get((spec.feature.as_posix(), spec.line), [])
+        if not runs:
+            return ScenarioResult(spec, Outcome.NOT_RUN, 0, "o cenário não foi executado")
+        outcomes = [_outcome(run) for run in runs]
+        worst = min(outcomes, key=_SEVERITY.index)
+        if worst is not Outcome.PASSED:
+            first = next(run for run, o in zip(runs, outcomes, strict=True) if o is worst)
+            return ScenarioResult(spec, worst, len(runs), str(first.get("message", "")))
+        expected = max(spec.examples, 1)
+        if len(runs) < expected:
+            message = f"só {len(runs)} de {expected} exemplos foram executados"
+            return ScenarioResult(spec, Outcome.NOT_RUN, len(runs), message)
+        return ScenarioResult(spec, Outcome.PASSED, len(runs))
+
+
+def run_acceptance(root: Path, config: GatesConfig, env: dict[str, str] | None) -> AcceptanceRun:
+    """Run pytest over the acceptance paths and collect per-scenario results."""
+    with tempfile.TemporaryDirectory(prefix="gates-acceptance-") as scratch:
+        report = Path(scratch) / "scenarios.json"
+        command = (
+            "python",
+            "-m",
+            "pytest",
+            *(path.as_posix() for path in config.acceptance_paths),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "gates.pytest_plugin",
+            "-q",
+            f"--gates-results={report}",
+        )
+        gate = run_commands(
+            "acceptance", (command,), root=root, timeout_s=config.timeout_seconds, env=env
+        )
+        shown = (gate.commands[0].replace(str(report), "<scenarios.json>"),)
+        gate = GateResult(gate.name, gate.status, gate.duration_s, shown, gate.log, gate.detail)
+        completed = any(marker in gate.log for marker in RUN_COMPLETED)
+        runs = _read_report(report, root) if completed else None
+    return AcceptanceRun(gate=gate, completed=runs is not None, runs=runs or {})
+
+
+def _read_report(report: Path, root: Path) -> dict[tuple[str, int], list[dict[str, Any]]] | None:
+    try:
+        entries = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entries, list):
+        return None
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    resolved_root = root.resolve()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return None
+        feature = Path(str(entry.get("feature", "")))
+        try:
+            relative = PurePosixPath(feature.relative_to(resolved_root).as_posix())
+        except ValueError:
+            continue  # a feature outside the repository proves nothing here
+        runs.setdefault((relative.as_posix(), int(entry.get("line", 0))), []).append(entry)
+    return runs
+
+
+def _outcome(run: dict[str, Any]) -> Outcome:
+    try:
+        return Outcome(str(run.get("outcome")))
+    except ValueError:
+        return Outcome.NOT_RUN

@@ -1,0 +1,154 @@
+"""The gate configuration of a repository: `[tool.gates]` in its pyproject.toml.
+
+Gates that run commands (lint, types, tests, migrations by default) take them from
+`[tool.gates.commands]`; `acceptance` (the OS's scenarios) and `deliverables` (the OS's paths)
+are built in. Everything has a default, so a repository without the table still certifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gates.catalog import GATE_NAMES
+from gates.exceptions import GatesConfigError
+
+BUILT_IN_GATES = frozenset({"acceptance", "deliverables"})
+
+DEFAULT_COMMANDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "lint": (("ruff", "check", "."), ("ruff", "format", "--check", ".")),
+    "types": (("mypy",),),
+    "tests": (("python", "-m", "pytest", "-q", "-p", "no:cacheprovider"),),
+    "migrations": (
+        ("alembic", "upgrade", "head"),
+        ("alembic", "downgrade", "base"),
+        ("alembic", "upgrade", "head"),
+        ("alembic", "check"),
+    ),
+}
+
+DEFAULT_TOOLS = ("pytest", "pytest-bdd", "ruff", "mypy")
+
+
+@dataclass(frozen=True, slots=True)
+class GatesConfig:
+    """What `gates certify` runs, and where it reads and writes."""
+
+    vault: PurePosixPath = field(default_factory=lambda: PurePosixPath("vault"))
+    steps: tuple[PurePosixPath, ...] = field(default_factory=lambda: (PurePosixPath("tests/bdd"),))
+    acceptance: tuple[PurePosixPath, ...] = ()
+    commands: dict[str, tuple[tuple[str, ...], ...]] = field(
+        default_factory=lambda: dict(DEFAULT_COMMANDS)
+    )
+    timeout_seconds: float = 1800.0
+    tools: tuple[str, ...] = DEFAULT_TOOLS
+    source: PurePosixPath | None = None
+
+    @property
+    def acceptance_paths(self) -> tuple[PurePosixPath, ...]:
+        """What the acceptance gate runs: `acceptance`, else every step folder."""
+        return self.acceptance or self.steps
+
+    def fingerprint(self) -> str:
+        """The sha256 of the configuration as the runner uses it (bound into each record)."""
+        canonical = json.dumps(
+            {
+                "vault": str(self.vault),
+                "steps": [str(step) for step in self.steps],
+                "acceptance": [str(path) for path in self.acceptance_paths],
+                "commands": {name: [list(c) for c in cmds] for name, cmds in self.commands.items()},
+                "timeout_seconds": self.timeout_seconds,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_config(root: Path) -> GatesConfig:
+    """Read `[tool.gates]` from `root/pyproject.toml`; defaults when there is none."""
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return GatesConfig()
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise GatesConfigError(f"pyproject.toml: cannot read [tool.gates]: {exc}") from None
+    table = data.get("tool", {}).get("gates")
+    if table is None:
+        return GatesConfig(source=PurePosixPath("pyproject.toml"))
+    if not isinstance(table, dict):
+        raise GatesConfigError("pyproject.toml: [tool.gates] must be a table")
+    return _parse(table)
+
+
+def _parse(table: dict[str, Any]) -> GatesConfig:
+    known = {"vault", "steps", "acceptance", "commands", "timeout_seconds", "tools"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise GatesConfigError(
+            f"pyproject.toml: unknown key(s) in [tool.gates]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    commands = dict(DEFAULT_COMMANDS)
+    for name, value in table.get("commands", {}).items():
+        if name not in GATE_NAMES or name in BUILT_IN_GATES:
+            allowed = ", ".join(g for g in GATE_NAMES if g not in BUILT_IN_GATES)
+            raise GatesConfigError(
+                f"pyproject.toml: [tool.gates.commands] names {name!r}; "
+                f"commands can be set for: {allowed}"
+            )
+        commands[name] = _command_list(name, value)
+    timeout = table.get("timeout_seconds", 1800)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise GatesConfigError("pyproject.toml: [tool.gates] timeout_seconds must be > 0")
+    return GatesConfig(
+        vault=_relative_path("vault", table.get("vault", "vault")),
+        steps=tuple(_relative_path("steps", p) for p in _strings("steps", table, ["tests/bdd"])),
+        acceptance=tuple(
+            _relative_path("acceptance", p) for p in _strings("acceptance", table, [])
+        ),
+        commands=commands,
+        timeout_seconds=float(timeout),
+        tools=tuple(_strings("tools", table, list(DEFAULT_TOOLS))),
+        source=PurePosixPath("pyproject.toml"),
+    )
+
+
+def _strings(key: str, table: dict[str, Any], default: list[str]) -> list[str]:
+    value = table.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise GatesConfigError(f"pyproject.toml: [tool.gates] {key} must be a list of strings")
+    return value
+
+
+def _relative_path(key: str, value: object) -> PurePosixPath:
+    if not isinstance(value, str) or not value:
+        raise GatesConfigError(f"pyproject.toml: [tool.gates] {key} must be a path")
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts:
+        raise GatesConfigError(
+            f"pyproject.toml: [tool.gates] {key} = {value!r} must stay inside the repository"
+        )
+    return path
+
+
+def _command_list(name: str, value: object) -> tuple[tuple[str, ...], ...]:
+    problem = (
+        f"pyproject.toml: [tool.gates.commands] {name} must be a list of commands, "
+        'each a list of strings, e.g. [["ruff", "check", "."]]'
+    )
+    if not isinstance(value, list) or not value:
+        raise GatesConfigError(problem)
+    commands = []
+    for command in value:
+        if not isinstance(command, list) or not command:
+            raise GatesConfigError(problem)
+        if not all(isinstance(arg, str) and arg for arg in command):
+            raise GatesConfigError(problem)
+        commands.append(tuple(command))
+    return tuple(commands)

@@ -1,0 +1,75 @@
+"""What git says about the repository: the commit, the branch, the uncommitted changes."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from gates.exceptions import GitError
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """The commit a certification is bound to, and what in the tree differs from it."""
+
+    commit: str
+    branch: str
+    changes: tuple[PurePosixPath, ...]
+
+    @property
+    def short(self) -> str:
+        return self.commit[:12]
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed; gates binds each record to a commit") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {' '.join(args)} did not answer within 60 s") from None
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["unknown error"])[0]
+        raise GitError(f"git {' '.join(args)}: {reason}")
+    return result.stdout
+
+
+def read_checkout(root: Path) -> Checkout:
+    """The HEAD commit, its branch, and every changed or untracked (not ignored) path."""
+    commit = _git(root, "rev-parse", "--verify", "HEAD^{commit}").strip()
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    changes: list[PurePosixPath] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, path = entry[:2], entry[3:]
+        changes.append(PurePosixPath(path))
+        if "R" in code or "C" in code:
+            next(entries, None)  # the rename's source path follows
+    return Checkout(commit=commit, branch=branch, changes=tuple(sorted(set(changes))))
+
+
+def exists_at_commit(root: Path, commit: str, path: PurePosixPath) -> bool:
+    """Whether `path` is a file (blob) in `commit`."""
+    try:
+        kind = _git(root, "cat-file", "-t", f"{commit}:{path.as_posix()}").strip()
+    except GitError:
+        return False
+    return kind == "blob"
+
+
+def is_repository(root: Path) -> bool:
+    try:
+        return _git(root, "rev-parse", "--is-inside-work-tree").strip() == "true"
+    except GitError:
+        return False

@@ -1,0 +1,84 @@
+"""Live progress of `gates certify`: rich on a terminal, plain lines in a CI log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status as Spinner
+
+from gates.checks import GateResult
+from gates.runner import CertifyResult
+
+
+class PlainProgress:
+    """One line per event, flushed at once, so a CI log shows where a run is."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._started = 0.0
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def gate_started(self, name: str) -> None:
+        self._started = time.perf_counter()
+        self._say(f"gate {name}: running")
+
+    def gate_finished(self, result: GateResult) -> None:
+        detail = f" — {result.detail}" if result.detail else ""
+        self._say(f"gate {result.name}: {result.status.value} in {result.duration_s:.1f} s{detail}")
+
+    def decided(self, result: CertifyResult) -> None:
+        record = f" — {result.record} ({result.written})" if result.record else ""
+        self._say(f"{result.order.short_id} {result.order.id}: {result.decision.value}{record}")
+        for reason in result.evaluation.reasons:
+            self._say(f"  - {reason}")
+
+
+class RichProgress(PlainProgress):
+    """A spinner while a gate runs; a coloured line (with a word, not colour alone) after."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console.file)
+        self.console = console
+        self._spinner: Spinner | None = None
+
+    def gate_started(self, name: str) -> None:
+        self._spinner = self.console.status(f"gate [bold]{escape(name)}[/]: running…")
+        self._spinner.start()
+
+    def gate_finished(self, result: GateResult) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        style = "green" if result.passed else "red"
+        detail = f" — {escape(result.detail)}" if result.detail else ""
+        self.console.print(
+            f"gate [bold]{escape(result.name)}[/]: [{style}]{result.status.value}[/] "
+            f"in {result.duration_s:.1f} s{detail}",
+            highlight=False,
+            markup=True,
+        )
+
+    def decided(self, result: CertifyResult) -> None:
+        style = "green" if result.concluded else "red"
+        record = f" — {escape(str(result.record))} ({result.written})" if result.record else ""
+        self.console.print(
+            f"[bold]{result.order.short_id}[/] {escape(result.order.id)}: "
+            f"[{style} bold]{result.decision.value}[/]{record}",
+            highlight=False,
+        )
+        for reason in result.evaluation.reasons:
+            self.console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+def progress_for(stream: TextIO | None = None) -> PlainProgress:
+    """RichProgress on a terminal, PlainProgress otherwise."""
+    stream = stream or sys.stdout
+    if stream.isatty():
+        return RichProgress(Console(file=stream))
+    return PlainProgress(stream)
