@@ -235,10 +235,12 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from gates.integrity import stale_ids
     from gates.records import latest_record
 
     root = _root(args.root, required=True)
     vault = load_vault(root)
+    stale = stale_ids(root)
     rows = []
     for order in sorted(vault.documents.values(), key=lambda o: (o.number, o.id)):
         record = latest_record(root, PurePosixPath(order.path.as_posix()), order.id)
@@ -249,17 +251,109 @@ def _run_status(args: argparse.Namespace) -> int:
                 "decision": record.decision if record else "NÃO CERTIFICADA",
                 "commit": record.commit if record else None,
                 "certified_at": record.certified_at.isoformat() if record else None,
+                "stale": order.id in stale,
+                "regressed": bool(record and record.decision == "REGREDIDA"),
                 "record": record.markdown.as_posix() if record else None,
             }
         )
     if args.format == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
-    else:
-        for row in rows:
-            when = f"{str(row['commit'])[:12]}  {row['certified_at']}" if row["commit"] else "—"
-            print(f"{row['os']}  {row['decision']:<16} {when}  {row['id']}")
-        if not rows:
-            print("gates status: the vault has no OS")
+        return EXIT_OK
+    for row in rows:
+        when = f"{str(row['commit'])[:12]}  {row['certified_at']}" if row["commit"] else "—"
+        flag = "  DESATUALIZADA" if row["stale"] else ""
+        print(f"{row['os']}  {row['decision']:<16} {when}  {row['id']}{flag}")
+    if not rows:
+        print("gates status: the vault has no OS")
+    return EXIT_OK
+
+
+def _configure_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="check every ledger entry's ed25519 signature against this public key (PEM)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail (exit 1) when a certification is DESATUALIZADA or a record is unlisted",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    _add_root(parser)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from gates.integrity import verify
+    from gates.signing import load_public_key
+
+    root = _root(args.root, required=True)
+    public = load_public_key(args.public_key) if args.public_key else None
+    report = verify(root, public_key=public)
+    failed = not report.intact or (args.strict and bool(report.stale or report.warnings))
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "ledger": report.ledger,
+                    "entries": report.entries,
+                    "signed": report.signed,
+                    "errors": report.errors,
+                    "warnings": report.warnings,
+                    "stale": [
+                        {"os": s.os_id, "entry": s.seq, "commit": s.commit, "changed": s.changed}
+                        for s in report.stale
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return EXIT_INVALID if failed else EXIT_OK
+    for error in report.errors:
+        print(f"error: {error}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for stale in report.stale:
+        level = "error" if args.strict else "warning"
+        print(
+            f"{level}: {stale.os_id} DESATUALIZADA — changed since its CONCLUÍDA closure "
+            f"(entry {stale.seq}, commit {stale.commit[:12]}): {', '.join(stale.changed)}"
+        )
+    signatures = (
+        f", {report.signed} signed" + (" and checked" if public is not None else " (not checked)")
+        if report.signed
+        else ""
+    )
+    verdict = "BROKEN" if not report.intact else ("FAILED (--strict)" if failed else "verified")
+    print(f"gates verify: {report.ledger}: {report.entries} entries{signatures} — {verdict}")
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def _configure_keygen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="where to write the private key (FILE.pub gets the public key); never in the vault",
+    )
+    _add_root(parser)
+
+
+def _run_keygen(args: argparse.Namespace) -> int:
+    from gates.signing import KEY_ENV, generate
+
+    vault = None
+    try:
+        vault = _root(args.root, required=True) / "vault"
+    except GatesError:
+        vault = None
+    private, public = generate(args.out, forbidden=vault)
+    print(f"wrote {private} (private, keep it secret) and {public} (public)")
+    print(f"sign with: export {KEY_ENV}={private}; verify with: gates verify --public-key {public}")
     return EXIT_OK
 
 
@@ -280,6 +374,13 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "status", "show each OS's last verdict, commit and date", _configure_status, _run_status
     ),
+    Command(
+        "verify",
+        "check the ledger, the records it names and their signatures; report stale OSes",
+        _configure_verify,
+        _run_verify,
+    ),
+    Command("keygen", "make an ed25519 key pair for signing", _configure_keygen, _run_keygen),
 )
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -89,6 +90,16 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 16), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def hash_files(root: Path, folders: Iterable[PurePosixPath]) -> dict[str, str]:
+    """The sha256 of every Python module under `folders` (the step modules), by path."""
+    digests: dict[str, str] = {}
+    for folder in folders:
+        for module in sorted((root / folder).rglob("*.py")):
+            if "__pycache__" not in module.parts:
+                digests[module.relative_to(root).as_posix()] = sha256_file(module)
+    return digests
 
 
 def to_json(closure: Closure) -> dict[str, Any]:

@@ -45,3 +45,7 @@ class LedgerLockedError(GatesError):
 
 class InvalidSpecError(GatesError):
     """An OS spec has errors, so it cannot be certified."""
+
+
+class SigningKeyError(GatesError):
+    """A signing or public key cannot be made, read or used."""

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from gates import plan
+from gates import attestation, ledger, plan
 from gates.acceptance import AcceptanceRun, run_acceptance
 from gates.catalog import GATE_NAMES
 from gates.checks import GateResult, Status, run_commands
@@ -22,6 +22,7 @@ from gates.closure import (
     Inputs,
     dump_json,
     facts_of,
+    hash_files,
     record_path,
     render_markdown,
     sha256_file,
@@ -34,6 +35,7 @@ from gates.features import FeatureProblem, ScenarioSpec, read_feature
 from gates.git import Checkout, exists_at_commit, read_checkout
 from gates.model import WorkOrder
 from gates.records import latest_record, records_of
+from gates.signing import Signer, dsse_envelope, signer_from_environment
 from gates.vault import load_vault
 from gates.verdict import (
     CriterionVerdict,
@@ -112,23 +114,35 @@ def certify(
     config = load_config(root)
     vault = load_vault(root)
     orders = select(vault.documents, wanted)
-    broken = [str(error) for error in vault.errors]
     checkout = read_checkout(root)
     features = _read_features(root, orders)
     gates = _run_gates(root, config, orders, progress, env)
     acceptance = gates.pop("__acceptance__", None)
     now = now or datetime.now(UTC)
     tools = _tool_versions(config.tools)
+    closures = [
+        _closure(root, config, order, checkout, features, gates, acceptance, tools, now)
+        for order in orders
+    ]
     results = []
-    for order in orders:
-        result = _certify_one(
-            root, config, order, checkout, features, gates, acceptance, broken, tools, now, check
-        )
-        progress.decided(result)
-        results.append(result)
-    if not check:
+    if check:
+        for closure in closures:
+            results.append(_result(closure, None, "not written (check)"))
+            progress.decided(results[-1])
+        return results
+    signer = signer_from_environment()
+    with ledger.locked(root, config.vault):
+        for closure in closures:
+            results.append(
+                _result(closure, closure.record, _publish(root, config, closure, signer))
+            )
+            progress.decided(results[-1])
         _refresh_plan(root, vault.documents.values())
     return results
+
+
+def _result(closure: Closure, record: PurePosixPath | None, written: str) -> CertifyResult:
+    return CertifyResult(closure.order, closure.decision, closure.evaluation, record, written)
 
 
 def _read_features(
@@ -171,7 +185,7 @@ def _run_gates(
     return results
 
 
-def _certify_one(
+def _closure(
     root: Path,
     config: GatesConfig,
     order: WorkOrder,
@@ -179,11 +193,10 @@ def _certify_one(
     features: dict[str, list[ScenarioSpec] | FeatureProblem],
     shared: dict[str, GateResult | AcceptanceRun],
     acceptance: GateResult | AcceptanceRun | None,
-    vault_errors: list[str],
     tools: dict[str, str],
     now: datetime,
-    check: bool,
-) -> CertifyResult:
+) -> Closure:
+    """Decide one OS from the shared gate results."""
     gates = {name: g for name, g in shared.items() if isinstance(g, GateResult)}
     deliverables = _deliverables(root, order, checkout.commit)
     if "deliverables" in required_gates(order):
@@ -199,7 +212,7 @@ def _certify_one(
         dirty=dirty,
     )
     decision, flipped, since = _decide(root, order, evaluation, checkout.commit)
-    closure = Closure(
+    return Closure(
         order=order,
         decision=decision,
         evaluation=evaluation,
@@ -214,11 +227,6 @@ def _certify_one(
         flipped=flipped,
         regressed_since=since,
     )
-    del vault_errors  # other documents' errors do not decide this OS; `gates lint` reports them
-    if check:
-        return CertifyResult(order, decision, evaluation, None, "not written (check)")
-    written = _write(root, closure)
-    return CertifyResult(order, decision, evaluation, closure.record, written)
 
 
 def _decide(
@@ -259,21 +267,92 @@ def _flipped(previous: dict[str, object], evaluation: Evaluation) -> tuple[str, 
     )
 
 
-def _write(root: Path, closure: Closure) -> str:
-    """Write the record and its twin, unless the same facts are already recorded."""
+def _publish(root: Path, config: GatesConfig, closure: Closure, signer: Signer | None) -> str:
+    """Write the record, its twin and its attestation, then chain a ledger entry for them.
+
+    The same facts at the same commit keep the files already there; a ledger entry is added
+    only when the ledger does not yet hold these exact files (e.g. after a crash between the
+    record and the ledger)."""
     twin = to_json(closure)
-    twin_path = root / closure.twin
-    markdown_path = root / closure.record
-    if twin_path.is_file() and markdown_path.is_file():
-        try:
-            existing = json.loads(twin_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            existing = None
-        if existing is not None and facts_of(existing) == facts_of(twin):
-            return "unchanged"
-    write_atomically(markdown_path, render_markdown(closure, twin))
-    write_atomically(twin_path, dump_json(twin))
-    return "written"
+    paths = _paths(closure)
+    written = "unchanged"
+    if not _same_facts(root / paths["twin"], root / paths["record"], twin):
+        write_atomically(root / paths["record"], render_markdown(closure, twin))
+        write_atomically(root / paths["twin"], dump_json(twin))
+        _write_attestation(root, closure, twin, paths, signer)
+        written = "written"
+    elif not (root / paths["statement"]).is_file():
+        _write_attestation(root, closure, twin, paths, signer)
+    files = {
+        name: {"path": path.as_posix(), "sha256": sha256_file(root / path)}
+        for name, path in paths.items()
+        if (root / path).is_file()
+    }
+    book = ledger.ledger_path(root, config.vault)
+    if not any(all(e.get(k) == v for k, v in files.items()) for e in ledger.entries(book)):
+        ledger.append(book, _entry_fields(closure, files), signer)
+        return written
+    return written
+
+
+def _paths(closure: Closure) -> dict[str, PurePosixPath]:
+    paths = {
+        "record": closure.record,
+        "twin": closure.twin,
+        "statement": closure.record.with_suffix(".intoto.json"),
+        "envelope": closure.record.with_suffix(".dsse.json"),
+    }
+    return paths
+
+
+def _same_facts(twin_path: Path, markdown_path: Path, twin: dict[str, object]) -> bool:
+    if not (twin_path.is_file() and markdown_path.is_file()):
+        return False
+    try:
+        existing = json.loads(twin_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(facts_of(existing) == facts_of(twin))
+
+
+def _write_attestation(
+    root: Path,
+    closure: Closure,
+    twin: dict[str, object],
+    paths: dict[str, PurePosixPath],
+    signer: Signer | None,
+) -> None:
+    document = attestation.statement(
+        repository=closure.order.repository,
+        commit=closure.commit,
+        concluded=closure.decision is Decision.CONCLUDED,
+        configuration={
+            closure.order.path.as_posix(): closure.inputs.spec,
+            "pyproject.toml#tool.gates": closure.inputs.config,
+        },
+        scenarios=twin["scenarios"],  # type: ignore[arg-type]
+        gates=twin["gates"],  # type: ignore[arg-type]
+    )
+    payload = attestation.encode(document)
+    write_atomically(root / paths["statement"], payload.decode("utf-8"))
+    dsse = closure.record.with_suffix(".dsse.json")
+    if signer is not None:
+        envelope = dsse_envelope(payload, signer)
+        write_atomically(root / dsse, json.dumps(envelope, indent=2) + "\n")
+
+
+def _entry_fields(closure: Closure, files: dict[str, dict[str, str]]) -> dict[str, object]:
+    return {
+        "time": closure.certified_at.astimezone(UTC).isoformat(timespec="seconds"),
+        "os": closure.order.id,
+        "decision": closure.decision.value,
+        "commit": closure.commit,
+        **files,
+        "spec": {"path": closure.order.path.as_posix(), "sha256": closure.inputs.spec},
+        "features": closure.inputs.features,
+        "steps": closure.inputs.steps,
+        "config": closure.inputs.config,
+    }
 
 
 def _deliverables(root: Path, order: WorkOrder, commit: str) -> tuple[Deliverable, ...]:
@@ -327,11 +406,7 @@ def _relevant_changes(
 
 def _inputs(root: Path, config: GatesConfig, order: WorkOrder) -> Inputs:
     features = {f.as_posix(): sha256_file(root / f) for f in order.features if (root / f).is_file()}
-    steps: dict[str, str] = {}
-    for folder in config.steps:
-        for module in sorted((root / folder).rglob("*.py")):
-            if "__pycache__" not in module.parts:
-                steps[module.relative_to(root).as_posix()] = sha256_file(module)
+    steps = hash_files(root, config.steps)
     return Inputs(spec=order.sha256, features=features, steps=steps, config=config.fingerprint())
 
 
