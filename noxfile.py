@@ -47,6 +47,13 @@ def gates(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """Render the auditors' static site of the vault into site/ (`-- --out DIR` to change)."""
+    install_project(session)
+    session.run("gates", "report", *(session.posargs or ["--out", "site"]))
+
+
+@nox.session
 def serve(session: nox.Session) -> None:
     """Apply migrations and start the API with uvicorn (SQLite unless DATABASE_URL is set)."""
     install_project(session)
