@@ -202,3 +202,56 @@ def test_a_deliverable_missing_at_the_commit_fails_the_deliverables_gate(project
     gate = next(g for g in result.evaluation.gates if g.name == "deliverables")
     assert gate.detail == "ausentes no commit: src/app.py"
     assert result.decision is Decision.FAILED
+
+
+def test_the_command_line_certifies_reports_and_shows_status(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gates.cli import main
+
+    assert main(["certify", "--root", str(project.root), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "gate lint: running" in out
+    assert "gate acceptance: PASS in" in out
+    assert "gates certify: 1 of 1 OS CONCLUÍDA (check: nothing written)" in out
+    assert main(["status", "--root", str(project.root)]) == 0
+    assert "OS-001  NÃO CERTIFICADA" in capsys.readouterr().out
+    assert main(["certify", "--root", str(project.root), "1"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--root", str(project.root)]) == 0
+    assert "OS-001  CONCLUÍDA" in capsys.readouterr().out
+
+
+def test_an_unknown_os_is_one_line_and_exit_2(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gates.cli import main
+
+    assert main(["certify", "--root", str(project.root), "OS-999"]) == 2
+    err = capsys.readouterr().err
+    assert err == "gates: error: unknown OS 'OS-999' (the vault has: OS-001)\n"
+
+
+def test_a_spec_with_errors_is_refused_in_one_line(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gates.cli import main
+
+    project.write(SPEC, spec().replace("number: 1", "number: one"))
+    project.commit("break the spec")
+    assert main(["certify", "--root", str(project.root)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"gates: error: {SPEC}:")
+    assert "run `gates lint`" in err[0]
+
+
+def test_a_crash_of_pytest_itself_is_a_clear_failure(project: Project) -> None:
+    project.write("tests/bdd/conftest.py", "raise SystemExit('conftest exploded')\n")
+    project.commit("a conftest that kills pytest")
+    result = run(project)
+    assert result.decision is Decision.FAILED
+    acceptance = next(g for g in result.evaluation.gates if g.name == "acceptance")
+    assert acceptance.status.value == "FAIL"
+    assert acceptance.detail
+    assert all(s.outcome.value == "not run" for s in result.evaluation.scenarios)
