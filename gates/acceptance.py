@@ -85,8 +85,18 @@ def run_acceptance(root: Path, config: GatesConfig, env: dict[str, str] | None) 
         gate = run_commands(
             "acceptance", (command,), root=root, timeout_s=config.timeout_seconds, env=env
         )
-        shown = (gate.commands[0].replace(str(report), "<scenarios.json>"),)
-        gate = GateResult(gate.name, gate.status, gate.duration_s, shown, gate.log, gate.detail)
+
+        def hide(text: str) -> str:
+            return text.replace(str(report), "<scenarios.json>")
+
+        gate = GateResult(
+            gate.name,
+            gate.status,
+            gate.duration_s,
+            tuple(hide(command) for command in gate.commands),
+            hide(gate.log),
+            hide(gate.detail),
+        )
         completed = any(marker in gate.log for marker in RUN_COMPLETED)
         runs = _read_report(report, root) if completed else None
     return AcceptanceRun(gate=gate, completed=runs is not None, runs=runs or {})

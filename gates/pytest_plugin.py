@@ -79,5 +79,9 @@ def _apply(entry: dict[str, Any], report: pytest.TestReport) -> None:
 
 
 def _last_line(report: pytest.TestReport) -> str:
+    """The error itself (pytest's `E   …` lines) rather than the traceback's last frame."""
     lines = str(report.longrepr or "").strip().splitlines()
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    if errors:
+        return " ".join(errors[:3])[:500]
     return lines[-1][:500] if lines else ""
