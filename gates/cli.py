@@ -328,7 +328,8 @@ def _run_verify(args: argparse.Namespace) -> int:
         else ""
     )
     verdict = "BROKEN" if not report.intact else ("FAILED (--strict)" if failed else "verified")
-    print(f"gates verify: {report.ledger}: {report.entries} entries{signatures} — {verdict}")
+    noun = "entry" if report.entries == 1 else "entries"
+    print(f"gates verify: {report.ledger}: {report.entries} {noun}{signatures} — {verdict}")
     return EXIT_INVALID if failed else EXIT_OK
 
 
@@ -357,6 +358,38 @@ def _run_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder to write the static site into (created if needed; open DIR/index.html)",
+    )
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="check every ledger entry's ed25519 signature against this public key (PEM)",
+    )
+    _add_root(parser)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from gates.report import write_report
+    from gates.signing import load_public_key
+
+    root = _root(args.root, required=True)
+    public = load_public_key(args.public_key) if args.public_key else None
+    site, written = write_report(root, args.out, public_key=public)
+    ledger_state = "verified" if site.verification.intact else "BROKEN (the site shows why)"
+    print(
+        f"gates report: wrote {len(written)} files for {len(site.orders)} OS to {args.out} "
+        f"(open {args.out / 'index.html'}); ledger {ledger_state}"
+    )
+    return EXIT_OK
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("lint", "check OS specs; exit 1 if any has an error", _configure_lint, _run_lint),
     Command(
@@ -381,6 +414,12 @@ COMMANDS: tuple[Command, ...] = (
         _run_verify,
     ),
     Command("keygen", "make an ed25519 key pair for signing", _configure_keygen, _run_keygen),
+    Command(
+        "report",
+        "render the auditors' static site (HTML, no JavaScript) of the vault and the ledger",
+        _configure_report,
+        _run_report,
+    ),
 )
 
 
