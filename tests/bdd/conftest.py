@@ -60,6 +60,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def api_credentials() -> dict[str, str]:
+    """Headers the scenario's requests carry: the API key a `Dado` step provisioned, if any."""
+    return {}
+
+
+@pytest.fixture
 def alembic_scripts(monkeypatch: pytest.MonkeyPatch) -> ScriptDirectory:
     """The repository's migration scripts, as alembic.ini declares them."""
     monkeypatch.setattr(sys, "path", list(sys.path))  # alembic's prepend_sys_path
