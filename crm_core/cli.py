@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +14,7 @@ from crm_core.config import get_settings
 from crm_core.database import Database, create_db_engine
 from crm_core.exceptions import CrmError
 from crm_core.models.api_key import SCOPES
+from crm_core.server import serve
 from crm_core.services import api_keys
 
 
@@ -29,11 +31,27 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list the keys (never the keys themselves)")
     revoke = actions.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id", metavar="ID")
+    serve = commands.add_parser(
+        "serve", help="run the API: N uvicorn workers, each with its own SO_REUSEPORT socket"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    serve.add_argument("--log-level", default="warning")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
+    if arguments.command == "serve":
+        try:
+            return serve(arguments.host, arguments.port, arguments.workers, arguments.log_level)
+        except OSError as exc:
+            print(
+                f"crm-core serve: cannot listen on {arguments.host}:{arguments.port}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
     try:
         settings = get_settings()
         database = Database(create_db_engine(settings.database_url))

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a checked API key is remembered (a revocation waits this long).",
     )
+    ingest_validation_only: bool = Field(
+        default=False,
+        description=(
+            "Benchmarks only: POST /ingest/message validates and answers 202 without storing "
+            "anything (the OS 004 behaviour), to measure the ceiling of the route itself."
+        ),
+    )
     source_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description=(

@@ -23,7 +23,7 @@ ANONYMOUS = Principal("anonymous", SCOPE_READWRITE)
 SIGNATURE_HEADER = "x-hub-signature-256"
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """Refuse, with 415, a request body that is not declared as UTF-8 JSON."""
     declared = request.headers.get("content-type")
     if declared is None:

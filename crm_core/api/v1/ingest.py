@@ -7,6 +7,7 @@ Idempotency-Key) is answered with its original receipt (200), and stored once.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -16,6 +17,7 @@ from sqlalchemy import Connection
 
 from crm_core.api.deps import IngestPrincipal, require_json_body, verify_source_signature
 from crm_core.database import DatabaseDep
+from crm_core.models.base import utcnow
 from crm_core.problems import problem_body, validation_problem_from
 from crm_core.schemas.ingest import (
     BatchItemResult,
@@ -46,7 +48,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_group_committer(request: Request) -> GroupCommitter:
+async def get_group_committer(request: Request) -> GroupCommitter:
     committer: GroupCommitter = request.app.state.group_committer
     return committer
 
@@ -71,6 +73,8 @@ async def ingest_message(
     committer: GroupCommitter = Depends(get_group_committer),  # noqa: B008
 ) -> Any:
     """Store the message and its contact; 202 with a receipt, 200 for a message already stored."""
+    if request.app.state.settings.ingest_validation_only:
+        return _unsaved_receipt()
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
         stored = await committer.submit(message)
@@ -158,6 +162,11 @@ async def ingest_messages(
         )
     _respond(response, outcome)
     return BatchReceipt.model_validate(outcome.body)
+
+
+def _unsaved_receipt() -> dict[str, Any]:
+    """What the benchmark's validation-only mode answers: a receipt for nothing stored."""
+    return StoredMessage(uuid.uuid4(), uuid.UUID(int=0), utcnow(), duplicate=False).receipt()
 
 
 def _item(index: int, stored: StoredMessage) -> BatchItemResult:
