@@ -36,9 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     configure_logging(settings.log_level)
 
+    committer = GroupCommitter(database, connect_timeout=settings.database_connect_timeout)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await committer.aclose()
         database.dispose()
 
     app = FastAPI(
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.group_committer = GroupCommitter(database)
+    app.state.group_committer = committer
     app.state.authenticator = Authenticator(database.engine, settings.api_key_cache_seconds)
     register_problem_handlers(app)
     app.include_router(health.router)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import datetime
@@ -18,6 +17,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import to_json
 
 from crm_core.services.senders import InvalidSenderError, canonical_sender_id
 
@@ -57,7 +57,7 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     if depth > MAX_METADATA_DEPTH:
         raise ValueError(f"is nested {depth} levels deep; at most {MAX_METADATA_DEPTH} are allowed")
     _check_strings(value)
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    size = len(to_json(value))  # compact UTF-8 JSON, as stored
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
     message_id = value.get(CHANNEL_MESSAGE_ID_KEY)
@@ -181,7 +181,9 @@ class IngestBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[JsonValue] = Field(
+    # Any, not JsonValue: the items come from parsed JSON, and each one is validated on its
+    # own as an IngestMessage (so a bad item is rejected alone, not the whole batch).
+    messages: list[Any] = Field(
         min_length=1,
         max_length=MAX_BATCH_MESSAGES,
         description=f"1 to {MAX_BATCH_MESSAGES} messages, each shaped as for /ingest/message.",
