@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./aurora_crm.db"
@@ -29,6 +29,32 @@ class Settings(BaseSettings):
     )
     database_connect_timeout: int = Field(
         default=5, gt=0, description="Seconds to wait for a PostgreSQL connection."
+    )
+    max_batch_body_bytes: int = Field(
+        default=16_777_216, gt=0, description="Largest body of POST /ingest/messages (413 above)."
+    )
+    auth_enabled: bool = Field(
+        default=True,
+        description="Require an API key (Authorization: Bearer). Off only for local trials.",
+    )
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a checked API key is remembered (a revocation waits this long).",
+    )
+    ingest_validation_only: bool = Field(
+        default=False,
+        description=(
+            "Benchmarks only: POST /ingest/message validates and answers 202 without storing "
+            "anything (the OS 004 behaviour), to measure the ceiling of the route itself."
+        ),
+    )
+    source_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            'Per-source HMAC-SHA256 secrets, as JSON ({"whatsapp": "..."}): a source listed '
+            "here must sign each body (X-Hub-Signature-256: sha256=<hex>)."
+        ),
     )
 
     @field_validator("log_level", mode="before")

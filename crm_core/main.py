@@ -11,13 +11,15 @@ from pydantic import ValidationError
 
 from crm_core import __version__
 from crm_core.api import health
-from crm_core.api.v1 import ingest
+from crm_core.api.v1 import contacts, deals, ingest
 from crm_core.config import Settings, get_settings
 from crm_core.database import Database, create_db_engine
 from crm_core.exceptions import ConfigurationError
 from crm_core.log import configure_logging
 from crm_core.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from crm_core.problems import register_problem_handlers
+from crm_core.services.api_keys import Authenticator
+from crm_core.services.group_commit import GroupCommitter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,23 +36,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     configure_logging(settings.log_level)
 
+    committer = GroupCommitter(database, connect_timeout=settings.database_connect_timeout)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await committer.aclose()
         database.dispose()
 
     app = FastAPI(
         title="Aurora CRM core",
         version=__version__,
-        summary="Headless CRM runtime: contacts, deals and message ingest.",
+        summary="Headless CRM runtime: message ingest, contacts, deals and pipelines.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.group_committer = committer
+    app.state.authenticator = Authenticator(database.engine, settings.api_key_cache_seconds)
     register_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(contacts.router)
+    app.include_router(deals.router)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/ingest/messages": settings.max_batch_body_bytes},
+    )
     app.add_middleware(RequestLogMiddleware)
     return app
 

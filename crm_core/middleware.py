@@ -70,19 +70,26 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413, whether declared by Content-Length or streamed."""
+    """Refuse bodies over the limit with 413, whether declared by Content-Length or streamed.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The limit is `max_bytes`, or the one `path_limits` gives the request's path (batches).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.default_max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, send)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, send, limit)
             return
         received = 0
 
@@ -91,21 +98,18 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._detail())
+                if received > limit:
+                    raise HTTPException(413, _detail(limit))
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def _detail(self) -> str:
-        return f"The request body is larger than the limit of {self.max_bytes} bytes."
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         body = {
             "type": "about:blank",
             "title": "Content Too Large",
             "status": 413,
-            "detail": self._detail(),
+            "detail": _detail(limit),
             "instance": scope["path"],
         }
         request_id = scope.get("state", {}).get("request_id")
@@ -124,6 +128,10 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _detail(limit: int) -> str:
+    return f"The request body is larger than the limit of {limit} bytes."
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crm_core.exceptions import DatabaseUnavailableError
+from crm_core.exceptions import CrmError, DatabaseUnavailableError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "urn:aurora-crm:problem:"
@@ -41,18 +43,23 @@ class Problem(Exception):
         self.extensions = extensions
 
 
-def problem_response(request: Request, problem: Problem) -> JSONResponse:
+def problem_body(problem: Problem, instance: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": problem.type,
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
-        "instance": request.url.path,
+        "instance": instance,
     }
+    body.update(problem.extensions)
+    return body
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    body = problem_body(problem, request.url.path)
     request_id = getattr(request.state, "request_id", None)
     if request_id:
         body["request_id"] = request_id
-    body.update(problem.extensions)
     return JSONResponse(
         body, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=problem.headers
     )
@@ -62,6 +69,12 @@ def _pointer(location: tuple[int | str, ...]) -> str:
     """A JSON pointer (RFC 6901) into the request body for a pydantic error location."""
     parts = [str(part).replace("~", "~0").replace("/", "~1") for part in location]
     return "#/" + "/".join(parts)
+
+
+def validation_problem_from(exc: ValidationError, prefix: tuple[int | str, ...]) -> Problem:
+    """The 422 problem of a model validated by hand, its pointers under `prefix` of the body."""
+    errors = [{**error, "loc": ("body", *prefix, *error["loc"])} for error in exc.errors()]
+    return validation_problem(RequestValidationError(errors))
 
 
 def validation_problem(exc: RequestValidationError) -> Problem:
@@ -114,15 +127,26 @@ def register_problem_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(request, Problem(exc.status_code, detail, headers=headers))
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
     @app.exception_handler(DatabaseUnavailableError)
-    async def _database(request: Request, exc: DatabaseUnavailableError) -> JSONResponse:
-        logger.warning("database unavailable: %s", exc)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("database unavailable: %s", str(exc).splitlines()[0])
         problem = Problem(
             503,
             "The database is not answering; try again shortly.",
             kind="database-unavailable",
             headers={"Retry-After": "5"},
         )
+        return problem_response(request, problem)
+
+    @app.exception_handler(CrmError)
+    async def _domain(request: Request, exc: CrmError) -> JSONResponse:
+        if exc.status >= 500:
+            logger.error(
+                "%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc
+            )
+        problem = Problem(exc.status, str(exc), kind=exc.kind, headers=exc.headers)
         return problem_response(request, problem)
 
     @app.exception_handler(Exception)

@@ -1,15 +1,29 @@
-"""Dependencies shared by the routes."""
+"""Dependencies shared by the routes: JSON bodies, API keys, source signatures."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
 from email.message import Message
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
+from crm_core.config import Settings
+from crm_core.models.api_key import SCOPE_INGEST, SCOPE_READWRITE
 from crm_core.problems import Problem
+from crm_core.services.api_keys import Authenticator, Principal
+
+ANONYMOUS = Principal("anonymous", SCOPE_READWRITE)
+"""The caller when authentication is switched off (CRM_AUTH_ENABLED=false)."""
+
+SIGNATURE_HEADER = "x-hub-signature-256"
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """Refuse, with 415, a request body that is not declared as UTF-8 JSON."""
     declared = request.headers.get("content-type")
     if declared is None:
@@ -31,3 +45,96 @@ def require_json_body(request: Request) -> None:
             f"Content-Type {declared!r} is not supported; send application/json (UTF-8).",
             kind="unsupported-media-type",
         )
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401,
+        detail,
+        kind="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="aurora-crm"'},
+    )
+
+
+def _requiring(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    async def authenticate(request: Request) -> Principal:
+        settings = get_app_settings(request)
+        if not settings.auth_enabled:
+            return ANONYMOUS
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("Send an API key: Authorization: Bearer <key>.")
+        authenticator: Authenticator = request.app.state.authenticator
+        known, principal = authenticator.cached(token.strip())
+        if not known:
+            principal = await run_in_threadpool(authenticator.authenticate, token.strip())
+        if principal is None:
+            raise _unauthorized("The API key is not valid (unknown, malformed or revoked).")
+        if principal.scope not in scopes:
+            raise Problem(
+                403,
+                f"This API key has the scope {principal.scope!r}; this route needs "
+                f"{' or '.join(repr(scope) for scope in scopes)}.",
+                kind="forbidden",
+            )
+        return principal
+
+    return authenticate
+
+
+IngestPrincipal = Annotated[Principal, Depends(_requiring(SCOPE_INGEST, SCOPE_READWRITE))]
+"""Who posts messages: an ingest or a read/write key."""
+
+ApiPrincipal = Annotated[Principal, Depends(_requiring(SCOPE_READWRITE))]
+"""Who uses the Contacts and Deals API: a read/write key."""
+
+
+async def verify_source_signature(request: Request) -> None:
+    """When the body's source has a secret, require its HMAC-SHA256 signature (401 if not).
+
+    The scheme is WhatsApp's (Meta's) webhook one: `X-Hub-Signature-256: sha256=<hex>`, the
+    HMAC-SHA256 of the raw body with the source's secret. A batch is signed once: its body
+    must verify with the secret of every source in it that has one.
+    """
+    secrets = get_app_settings(request).source_secrets
+    if not secrets:
+        return
+    body = await request.body()
+    sources = _sources_of(body)
+    signed = [source for source in sorted(sources) if source in secrets]
+    if not signed:
+        return
+    header = request.headers.get(SIGNATURE_HEADER, "")
+    algorithm, _, signature = header.partition("=")
+    if algorithm != "sha256" or not signature:
+        raise _unauthorized(
+            f"Source {signed[0]!r} signs its messages: send X-Hub-Signature-256: sha256=<hex>."
+        )
+    for source in signed:
+        secret = secrets[source].get_secret_value().encode()
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.strip().lower()):
+            raise _unauthorized(f"The X-Hub-Signature-256 signature is wrong for {source!r}.")
+
+
+def _sources_of(body: bytes) -> set[str]:
+    """The `source` of a message body, or of each message of a batch body."""
+    try:
+        document: Any = json.loads(body)
+    except ValueError:
+        return set()  # the route answers 400 for the body itself
+    items = document.get("messages") if isinstance(document, dict) else None
+    candidates = items if isinstance(items, list) else [document]
+    return {
+        item["source"]
+        for item in candidates
+        if isinstance(item, dict) and isinstance(item.get("source"), str)
+    }
+
+
+SignedBody = Depends(verify_source_signature)

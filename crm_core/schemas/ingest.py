@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import datetime
@@ -15,12 +14,20 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
+from pydantic_core import to_json
+
+from crm_core.services.senders import InvalidSenderError, canonical_sender_id
 
 MAX_SENDER_ID_CHARS = 128
 MAX_CONTENT_CHARS = 65_536
 MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 8
+MAX_CHANNEL_MESSAGE_ID_CHARS = 256
+MAX_BATCH_MESSAGES = 1000
+CHANNEL_MESSAGE_ID_KEY = "message_id"
 
 SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -50,9 +57,17 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     if depth > MAX_METADATA_DEPTH:
         raise ValueError(f"is nested {depth} levels deep; at most {MAX_METADATA_DEPTH} are allowed")
     _check_strings(value)
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    size = len(to_json(value))  # compact UTF-8 JSON, as stored
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
+    message_id = value.get(CHANNEL_MESSAGE_ID_KEY)
+    if message_id is not None and not (
+        isinstance(message_id, str) and 0 < len(message_id) <= MAX_CHANNEL_MESSAGE_ID_CHARS
+    ):
+        raise ValueError(
+            f"{CHANNEL_MESSAGE_ID_KEY!r}, the channel's message id, must be a string of 1 to "
+            f"{MAX_CHANNEL_MESSAGE_ID_CHARS} characters"
+        )
     return value
 
 
@@ -126,14 +141,72 @@ class IngestMessage(BaseModel):
         default_factory=dict,
         description=(
             f"Channel data, a JSON object of at most {MAX_METADATA_BYTES} bytes "
-            f"and {MAX_METADATA_DEPTH} levels."
+            f"and {MAX_METADATA_DEPTH} levels. `{CHANNEL_MESSAGE_ID_KEY}`, when present, is "
+            "the channel's id of the message: a message is stored once per source and id."
         ),
     )
+
+    @field_validator("sender_id")
+    @classmethod
+    def _sender_valid_for_source(cls, value: str, info: ValidationInfo) -> str:
+        source = info.data.get("source")
+        if isinstance(source, str):
+            try:
+                canonical_sender_id(source, value)
+            except InvalidSenderError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def channel_message_id(self) -> str | None:
+        value = self.metadata.get(CHANNEL_MESSAGE_ID_KEY)
+        return value if isinstance(value, str) else None
+
+    @property
+    def canonical_sender_id(self) -> str:
+        return canonical_sender_id(self.source, self.sender_id)
 
 
 class IngestReceipt(BaseModel):
     """What the channel keeps as proof that the message was accepted."""
 
-    id: uuid.UUID = Field(description="The receipt id.")
+    id: uuid.UUID = Field(description="The message id.")
     status: Literal["accepted"] = "accepted"
     received_at: datetime = Field(description="When the message was accepted (UTC).")
+    contact_id: uuid.UUID = Field(description="The contact the message was filed under.")
+
+
+class IngestBatch(BaseModel):
+    """Up to 1,000 messages in one request; each is validated and answered on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Any, not JsonValue: the items come from parsed JSON, and each one is validated on its
+    # own as an IngestMessage (so a bad item is rejected alone, not the whole batch).
+    messages: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_MESSAGES,
+        description=f"1 to {MAX_BATCH_MESSAGES} messages, each shaped as for /ingest/message.",
+    )
+
+
+class BatchItemResult(BaseModel):
+    """The answer for one message of a batch, at its position in the request."""
+
+    index: int
+    status: Literal["accepted", "duplicate", "rejected"]
+    id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    received_at: datetime | None = None
+    problem: dict[str, JsonValue] | None = Field(
+        default=None, description="Why a rejected message was refused (problem details)."
+    )
+
+
+class BatchReceipt(BaseModel):
+    """Counts and per-message answers; the accepted messages are committed."""
+
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[BatchItemResult]

@@ -11,15 +11,16 @@ import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
 
-from tests.bdd.steps import api, databases, migrations, models
+from tests.bdd.steps import api, crm_api, databases, ingest, migrations, models
 from tests.bdd.support.databases import DATABASE_PROPERTY, alembic_config
 from tests.bdd.support.tags import feature_tags
 
-STEP_MODULES: tuple[ModuleType, ...] = (api, databases, migrations, models)
+STEP_MODULES: tuple[ModuleType, ...] = (api, crm_api, databases, ingest, migrations, models)
 """Every step module; a test checks that it lists each file of tests/bdd/steps/."""
 
 STEP_DEFINITION_PREFIX = "pytestbdd_stepdef_"
@@ -57,6 +58,24 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     for name in sorted({tag.name for tag in tags}):
         config.addinivalue_line("markers", f"{name}: scenarios tagged @{name} in {root.name}/")
+
+
+@pytest.fixture
+def api_credentials() -> dict[str, str]:
+    """Headers the scenario's requests carry: the API key a `Dado` step provisioned, if any."""
+    return {}
+
+
+@pytest.fixture
+def api_responses() -> list[Any]:
+    """Every response the scenario's OS 005 requests got, in order."""
+    return []
+
+
+@pytest.fixture
+def scenario_ids() -> dict[str, str]:
+    """Ids the scenario learnt (contact_id, deal_id), to fill `{contact_id}` in paths and bodies."""
+    return {}
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from crm_core.config import Settings
 from crm_core.log import JsonFormatter
 from crm_core.main import create_app
+from tests.crm_core.conftest import AppFactory, authorized_client
 
 
 def _access_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
@@ -17,12 +18,14 @@ def _access_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]
     return [line for line in lines if line["logger"] == "crm_core.access"]
 
 
-def test_one_json_line_per_request(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with TestClient(create_app(Settings(database_url=sqlite_url))) as client:
+def test_one_json_line_per_request(
+    sqlite_url: str, make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with authorized_client(make_app(sqlite_url)) as client:
         capsys.readouterr()
         response = client.post(
             "/ingest/message",
-            json={"source": "whatsapp", "sender_id": "1", "content": "oi", "metadata": {}},
+            json={"source": "whatsapp", "sender_id": "5511999999999", "content": "oi"},
         )
         client.get("/healthz", headers={"x-request-id": "abc-123"})
     first, second = _access_lines(capsys)

@@ -1,37 +1,207 @@
-"""`POST /ingest/message`: the door through which every channel hands an incoming message.
+"""`POST /ingest/message` and `POST /ingest/messages`: the door of every channel.
 
-In OS 004 (Genesis) the message is validated and acknowledged with a receipt; it is not
-persisted, no contact or deal is created and no model is called.
+A new message is stored, with its contact resolved or created, in a transaction committed
+before the answer is sent (202); a message already stored (same channel message id, or same
+Idempotency-Key) is answered with its original receipt (200), and stored once.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json
+from sqlalchemy import Connection
 
-from crm_core.api.deps import require_json_body
-from crm_core.schemas.ingest import IngestMessage, IngestReceipt
+from crm_core.api.deps import IngestPrincipal, require_json_body, verify_source_signature
+from crm_core.database import DatabaseDep
+from crm_core.models.base import utcnow
+from crm_core.problems import problem_body, validation_problem_from
+from crm_core.schemas.ingest import (
+    BatchReceipt,
+    IngestBatch,
+    IngestMessage,
+    IngestReceipt,
+)
+from crm_core.services import idempotency
+from crm_core.services.group_commit import GroupCommitter
+from crm_core.services.ingest import StoredMessage, store_messages, utc_text
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 
+IDEMPOTENCY_KEY = "idempotency-key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not valid JSON, or the Idempotency-Key is", **_PROBLEM},
+    401: {"description": "No valid API key, or a missing or wrong signature", **_PROBLEM},
+    403: {"description": "The API key may not ingest", **_PROBLEM},
+    409: {"description": "The first request with this Idempotency-Key still runs", **_PROBLEM},
+    413: {"description": "The body is larger than the limit", **_PROBLEM},
+    415: {"description": "The body is not application/json", **_PROBLEM},
+    422: {"description": "A field is invalid, or the Idempotency-Key was reused", **_PROBLEM},
+    503: {"description": "The database does not answer", **_PROBLEM},
+}
+
+
+async def get_group_committer(request: Request) -> GroupCommitter:
+    committer: GroupCommitter = request.app.state.group_committer
+    return committer
 
 
 @router.post(
     "/message",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[Depends(require_json_body)],
-    summary="Accept one incoming message from a channel",
+    response_model=IngestReceipt,
+    dependencies=[Depends(require_json_body), Depends(verify_source_signature)],
+    summary="Store one incoming message from a channel",
     responses={
-        400: {"description": "The body is not valid JSON", **_PROBLEM},
-        413: {"description": "The body is larger than the limit", **_PROBLEM},
-        415: {"description": "The body is not application/json", **_PROBLEM},
-        422: {"description": "A field is missing or invalid", **_PROBLEM},
+        200: {"description": "Already stored: the original receipt", "model": IngestReceipt},
+        **_ERRORS,
     },
 )
-async def ingest_message(message: IngestMessage) -> IngestReceipt:
-    """Validate the message and return a receipt (202). Nothing is stored in OS 004."""
-    return IngestReceipt(id=uuid.uuid4(), received_at=datetime.now(UTC))
+async def ingest_message(
+    message: IngestMessage,
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    principal: IngestPrincipal,
+    committer: GroupCommitter = Depends(get_group_committer),  # noqa: B008
+) -> Any:
+    """Store the message and its contact; 202 with a receipt, 200 for a message already stored."""
+    if request.app.state.settings.ingest_validation_only:
+        return _unsaved_receipt()
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        stored = await committer.submit(message)
+        if stored.duplicate:
+            response.status_code = status.HTTP_200_OK
+            response.headers[REPLAYED_HEADER] = "true"
+        return stored.receipt()
+
+    def work(connection: Connection) -> idempotency.Outcome:
+        stored = store_messages(connection, [message])[0]
+        code = status.HTTP_200_OK if stored.duplicate else status.HTTP_202_ACCEPTED
+        return idempotency.Outcome(code, stored.receipt(), replayed=stored.duplicate)
+
+    fingerprint = idempotency.fingerprint("POST", request.url.path, message.model_dump())
+    outcome = await run_in_threadpool(
+        idempotency.run_once,
+        database.engine,
+        principal.key_id,
+        idempotency.check_key(key),
+        fingerprint,
+        work,
+    )
+    return _respond(response, outcome)
+
+
+@router.post(
+    "/messages",
+    response_model=BatchReceipt,
+    dependencies=[Depends(require_json_body), Depends(verify_source_signature)],
+    summary="Store up to 1,000 messages, answered one by one",
+    responses=_ERRORS,
+)
+async def ingest_messages(
+    batch: IngestBatch,
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    principal: IngestPrincipal,
+) -> Response:
+    """Validate each message on its own; store the valid ones in one transaction.
+
+    Each result says `accepted` (stored now), `duplicate` (stored before: the original id) or
+    `rejected` (with the problem, and nothing stored for it).
+    """
+    valid, results = _validate_items(batch.messages, request.url.path)
+
+    def work(connection: Connection) -> idempotency.Outcome:
+        stored = store_messages(connection, [message for _, message in valid]) if valid else []
+        for (index, _), outcome in zip(valid, stored, strict=True):
+            results[index] = _item(index, outcome)
+        ordered = [results[index] for index in range(len(batch.messages))]
+        counts = Counter(result["status"] for result in ordered)
+        receipt = {
+            "accepted": counts["accepted"],
+            "duplicate": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": ordered,
+        }
+        return idempotency.Outcome(status.HTTP_200_OK, receipt)
+
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+
+        def run() -> idempotency.Outcome:
+            with database.engine.begin() as connection:
+                return work(connection)
+
+        outcome = await run_in_threadpool(run)
+    else:
+        fingerprint = idempotency.fingerprint("POST", request.url.path, batch.model_dump())
+        outcome = await run_in_threadpool(
+            idempotency.run_once,
+            database.engine,
+            principal.key_id,
+            idempotency.check_key(key),
+            fingerprint,
+            work,
+        )
+    # The body is built from plain values already: sent as it is, not validated again.
+    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else None
+    return Response(to_json(outcome.body), outcome.status, headers, "application/json")
+
+
+_MESSAGES = TypeAdapter(list[IngestMessage])
+
+
+def _validate_items(
+    items: list[Any], instance: str
+) -> tuple[list[tuple[int, IngestMessage]], dict[int, dict[str, Any]]]:
+    """The valid messages (with their positions) and a `rejected` result for each other one."""
+    try:  # one call for the usual all-valid batch
+        return list(enumerate(_MESSAGES.validate_python(items))), {}
+    except ValidationError:
+        pass
+    valid: list[tuple[int, IngestMessage]] = []
+    rejected: dict[int, dict[str, Any]] = {}
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, IngestMessage.model_validate(item)))
+        except ValidationError as exc:
+            problem = validation_problem_from(exc, prefix=("messages", index))
+            rejected[index] = {
+                "index": index,
+                "status": "rejected",
+                "problem": problem_body(problem, instance),
+            }
+    return valid, rejected
+
+
+def _unsaved_receipt() -> dict[str, Any]:
+    """What the benchmark's validation-only mode answers: a receipt for nothing stored."""
+    return StoredMessage(uuid.uuid4(), uuid.UUID(int=0), utcnow(), duplicate=False).receipt()
+
+
+def _item(index: int, stored: StoredMessage) -> dict[str, Any]:
+    return {
+        "index": index,
+        "status": "duplicate" if stored.duplicate else "accepted",
+        "id": str(stored.id),
+        "contact_id": str(stored.contact_id),
+        "received_at": utc_text(stored.received_at),
+    }
+
+
+def _respond(response: Response, outcome: idempotency.Outcome) -> Any:
+    response.status_code = outcome.status
+    if outcome.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return outcome.body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import fastapi.routing
 import httpx
 import pytest
+from alembic import command
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -18,6 +20,9 @@ from pytest_bdd import given, parsers, then, when
 
 from crm_core.config import get_settings
 from crm_core.main import create_app
+from crm_core.models.api_key import SCOPE_INGEST
+from crm_core.services.api_keys import create_key
+from tests.bdd.support.databases import alembic_config
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -46,15 +51,25 @@ def find_route(app: FastAPI, method: str, path: str) -> APIRoute:
 
 @given('o app criado por "crm_core.main.create_app()"', target_fixture="app")
 def the_app(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    api_credentials: dict[str, str],
 ) -> FastAPI:
     # create_app() with no arguments reads the settings, as `uvicorn crm_core.main:app` does;
-    # DATABASE_URL points them at a SQLite file of this test.
+    # DATABASE_URL points them at a SQLite file of this test, migrated as the README says.
+    # Since OS 005 the ingest stores what it accepts and requires an API key: the operator's
+    # `crm-core keys create --scope ingest` is done here, and the scenario's requests carry it.
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     get_settings.cache_clear()
     request.addfinalizer(get_settings.cache_clear)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # alembic's prepend_sys_path
+    command.upgrade(alembic_config(), "head")
     app = create_app()
     request.addfinalizer(app.state.database.dispose)
+    with app.state.database.sessionmaker() as session:
+        token = create_key(session, SCOPE_INGEST, "cenário")[1]
+    api_credentials["Authorization"] = f"Bearer {token}"
     return app
 
 
@@ -85,12 +100,16 @@ def route_is_in_served_app(method: str, path: str, module: str, attribute: str) 
     target_fixture="response",
 )
 def send(
-    app: FastAPI, method: str, path: str, content_type: str, docstring: str
+    app: FastAPI,
+    method: str,
+    path: str,
+    content_type: str,
+    docstring: str,
+    api_credentials: dict[str, str],
 ) -> Iterator[httpx.Response]:
+    headers = {**api_credentials, "content-type": content_type}
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield client.request(
-            method, path, content=docstring.encode(), headers={"content-type": content_type}
-        )
+        yield client.request(method, path, content=docstring.encode(), headers=headers)
 
 
 @then(parsers.parse("a resposta tem o status {status:d}"))

@@ -126,7 +126,8 @@ class Catalog:
 
     @classmethod
     def from_ddl(cls, ddl: str, source: str) -> Catalog:
-        """Replay PostgreSQL DDL (CREATE/DROP TABLE, CREATE/DROP INDEX) on an empty catalog."""
+        """Replay PostgreSQL DDL (CREATE/DROP TABLE, CREATE/DROP INDEX, ALTER TABLE ADD/DROP
+        COLUMN) on an empty catalog."""
         return cls(source).apply(ddl)
 
     def apply(self, ddl: str) -> Catalog:
@@ -150,6 +151,15 @@ class Catalog:
                     key: replace(t, indexes=frozenset(i for i in t.indexes if i.name != name))
                     for key, t in tables.items()
                 }
+            elif head == "ALTER TABLE" and (column := _ALTER_COLUMN.match(statement)):
+                table = tables[_identifier(column["table"])]
+                columns = dict(table.columns)
+                if column["action"].upper() == "ADD":
+                    added, _ = _parse_column(column["rest"])
+                    columns[added.name] = added
+                else:
+                    del columns[_identifier(column["rest"].split()[0])]
+                tables[table.name] = replace(table, columns=columns)
             elif words[0].upper() in _NOT_SCHEMA_CHANGES:
                 continue
             else:
@@ -248,6 +258,9 @@ _FOREIGN_KEY = re.compile(
     r"FOREIGN KEY ?\((?P<columns>[^)]*)\) REFERENCES (?P<table>\S+) ?\((?P<referred>[^)]*)\)"
     r"(?: ON DELETE (?P<ondelete>CASCADE|RESTRICT|SET NULL|SET DEFAULT|NO ACTION))?",
     re.IGNORECASE,
+)
+_ALTER_COLUMN = re.compile(
+    r"ALTER TABLE (?P<table>\S+) (?P<action>ADD|DROP) COLUMN (?P<rest>.+)$", re.IGNORECASE
 )
 _CREATE_INDEX = re.compile(
     r"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?P<table>\S+) ?\((?P<columns>[^)]*)\)$",

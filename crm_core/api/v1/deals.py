@@ -1,0 +1,108 @@
+"""Deals: create, read, list, move along the pipeline; and the pipelines themselves."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from crm_core.api.deps import ApiPrincipal
+from crm_core.database import SessionDep
+from crm_core.pipelines import PIPELINES
+from crm_core.schemas.deal import (
+    DealCreate,
+    DealDetail,
+    DealMove,
+    DealPublic,
+    DealsPublic,
+    PipelinePublic,
+    Slug,
+    StagePublic,
+)
+from crm_core.schemas.pagination import DEFAULT_PAGE, CursorParam, Limit
+from crm_core.services import deals
+
+router = APIRouter(tags=["deals"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The cursor is not valid", **_PROBLEM},
+    401: {"description": "No valid API key", **_PROBLEM},
+    403: {"description": "The API key is not a read/write key", **_PROBLEM},
+    404: {"description": "No such deal", **_PROBLEM},
+    409: {"description": "The pipeline does not allow that move", **_PROBLEM},
+    422: {"description": "Invalid body, unknown pipeline, stage or contact", **_PROBLEM},
+}
+
+
+@router.get("/pipelines", summary="The pipelines, their stages and allowed moves")
+def list_pipelines(_principal: ApiPrincipal) -> list[PipelinePublic]:
+    return [
+        PipelinePublic(
+            slug=pipeline.slug,
+            name=pipeline.name,
+            initial_stage=pipeline.initial,
+            stages=[
+                StagePublic(
+                    slug=stage.slug,
+                    name=stage.name,
+                    terminal=stage.terminal,
+                    next_stages=sorted(pipeline.transitions.get(stage.slug, frozenset())),
+                )
+                for stage in pipeline.stages
+            ],
+        )
+        for pipeline in PIPELINES.values()
+    ]
+
+
+@router.post(
+    "/deals", status_code=status.HTTP_201_CREATED, summary="Create a deal", responses=_ERRORS
+)
+def create_deal(
+    data: DealCreate, response: Response, session: SessionDep, principal: ApiPrincipal
+) -> DealDetail:
+    deal = deals.create_deal(session, data, principal.key_id)
+    response.headers["Location"] = f"/deals/{deal.id}"
+    return deals.deal_detail(session, deal)
+
+
+@router.get("/deals", summary="List deals, oldest first", responses=_ERRORS)
+def list_deals(
+    session: SessionDep,
+    _principal: ApiPrincipal,
+    pipeline: Slug | None = None,
+    stage: Slug | None = None,
+    contact_id: Annotated[uuid.UUID | None, Query()] = None,
+    cursor: CursorParam = None,
+    limit: Limit = DEFAULT_PAGE,
+) -> DealsPublic:
+    rows, next_cursor = deals.list_deals(
+        session,
+        pipeline=pipeline,
+        stage=stage,
+        contact_id=contact_id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return DealsPublic(
+        data=[DealPublic.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/deals/{deal_id}", summary="A deal and its stage history", responses=_ERRORS)
+def get_deal(deal_id: uuid.UUID, session: SessionDep, _principal: ApiPrincipal) -> DealDetail:
+    return deals.deal_detail(session, deals.get_deal(session, deal_id))
+
+
+@router.post(
+    "/deals/{deal_id}/stage",
+    summary="Move a deal to another stage (allowed transitions only)",
+    responses=_ERRORS,
+)
+def move_deal(
+    deal_id: uuid.UUID, move: DealMove, session: SessionDep, principal: ApiPrincipal
+) -> DealDetail:
+    deal = deals.move_deal(session, deal_id, move.stage, principal.key_id)
+    return deals.deal_detail(session, deal)

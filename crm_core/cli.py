@@ -1,0 +1,90 @@
+"""`crm-core`: administration commands (API keys). Parses arguments and reports; no logic."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from crm_core.config import get_settings
+from crm_core.database import Database, create_db_engine
+from crm_core.exceptions import CrmError
+from crm_core.models.api_key import SCOPES
+from crm_core.server import serve
+from crm_core.services import api_keys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crm-core", description="Administer the Aurora CRM core (database: DATABASE_URL)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key and print it (shown only once)")
+    create.add_argument("--scope", choices=SCOPES, required=True)
+    create.add_argument("--name", default="", help="who or what uses the key")
+    actions.add_parser("list", help="list the keys (never the keys themselves)")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id", metavar="ID")
+    serve = commands.add_parser(
+        "serve", help="run the API: N uvicorn workers, each with its own SO_REUSEPORT socket"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    serve.add_argument("--log-level", default="warning")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "serve":
+        try:
+            return serve(arguments.host, arguments.port, arguments.workers, arguments.log_level)
+        except OSError as exc:
+            print(
+                f"crm-core serve: cannot listen on {arguments.host}:{arguments.port}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+    try:
+        settings = get_settings()
+        database = Database(create_db_engine(settings.database_url))
+    except (CrmError, ValidationError) as exc:
+        print(f"crm-core: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with database.sessionmaker() as session:
+            if arguments.action == "create":
+                key, token = api_keys.create_key(session, arguments.scope, arguments.name)
+                print(f"id:    {key.id}\nscope: {key.scope}\nkey:   {token}")
+                print("Keep the key now: it is not stored and cannot be shown again.")
+            elif arguments.action == "list":
+                for key in api_keys.list_keys(session):
+                    state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+                    print(f"{key.id}  {key.scope:<9}  crm_{key.prefix}_…  {state:<18}  {key.name}")
+            else:
+                key = api_keys.revoke_key(session, arguments.key_id)
+                print(f"revoked {key.id} ({key.scope}, {key.name or 'no name'})")
+    except CrmError as exc:
+        print(f"crm-core: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(
+            f"crm-core: database error: {reason} (did you run `alembic upgrade head`?)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        database.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""What the routes do, independent of HTTP: ingest, contacts, deals, keys, privacy."""

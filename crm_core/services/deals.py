@@ -1,0 +1,121 @@
+"""Deals: created in a pipeline, moved only along its allowed transitions, with a history."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_core.exceptions import InvalidTransitionError, NotFoundError, UnknownPipelineError
+from crm_core.models import Contact, Deal, DealStageChange
+from crm_core.models.base import utcnow
+from crm_core.pipelines import PIPELINES, Pipeline
+from crm_core.schemas.deal import DealCreate, DealDetail, DealPublic, StageChangePublic
+from crm_core.services.pages import page
+
+
+def pipeline_named(slug: str) -> Pipeline:
+    pipeline = PIPELINES.get(slug)
+    if pipeline is None:
+        raise UnknownPipelineError(
+            f"There is no pipeline {slug!r}; the pipelines are: {', '.join(PIPELINES)}."
+        )
+    return pipeline
+
+
+def _check_stage(pipeline: Pipeline, stage: str) -> str:
+    if stage not in pipeline.stage_slugs:
+        raise UnknownPipelineError(
+            f"The pipeline {pipeline.slug!r} has no stage {stage!r}; its stages are: "
+            f"{', '.join(pipeline.stage_slugs)}."
+        )
+    return stage
+
+
+def create_deal(session: Session, data: DealCreate, actor: str) -> Deal:
+    pipeline = pipeline_named(data.pipeline)
+    stage = _check_stage(pipeline, data.stage or pipeline.initial)
+    if session.get(Contact, data.contact_id) is None:
+        raise UnknownPipelineError(f"No contact has the id {data.contact_id}.")
+    deal = Deal(
+        contact_id=data.contact_id,
+        title=data.title,
+        pipeline=pipeline.slug,
+        stage=stage,
+        amount=data.amount,
+        currency=data.currency,
+        attributes=data.attributes,
+    )
+    session.add(deal)
+    session.flush()
+    session.add(DealStageChange(deal_id=deal.id, from_stage=None, to_stage=stage, changed_by=actor))
+    session.commit()
+    return deal
+
+
+def get_deal(session: Session, deal_id: uuid.UUID, *, for_update: bool = False) -> Deal:
+    query = select(Deal).where(Deal.id == deal_id)
+    deal = session.scalars(query.with_for_update() if for_update else query).first()
+    if deal is None:
+        raise NotFoundError(f"No deal has the id {deal_id}.")
+    return deal
+
+
+def history(session: Session, deal_id: uuid.UUID) -> Sequence[DealStageChange]:
+    query = (
+        select(DealStageChange)
+        .where(DealStageChange.deal_id == deal_id)
+        .order_by(DealStageChange.changed_at, DealStageChange.id)
+    )
+    return session.scalars(query).all()
+
+
+def move_deal(session: Session, deal_id: uuid.UUID, to_stage: str, actor: str) -> Deal:
+    """Move a deal along an allowed transition, recording it; the row is locked meanwhile."""
+    deal = get_deal(session, deal_id, for_update=True)
+    pipeline = pipeline_named(deal.pipeline)
+    _check_stage(pipeline, to_stage)
+    if not pipeline.allows(deal.stage, to_stage):
+        allowed = sorted(pipeline.transitions.get(deal.stage, frozenset()))
+        raise InvalidTransitionError(
+            f"A {pipeline.slug} deal cannot move from {deal.stage!r} to {to_stage!r}; from "
+            f"{deal.stage!r} it can move to: {', '.join(allowed) or 'nowhere (a final stage)'}."
+        )
+    session.add(
+        DealStageChange(
+            deal_id=deal.id,
+            from_stage=deal.stage,
+            to_stage=to_stage,
+            changed_by=actor,
+            changed_at=utcnow(),
+        )
+    )
+    deal.stage = to_stage
+    session.commit()
+    return deal
+
+
+def list_deals(
+    session: Session,
+    *,
+    pipeline: str | None,
+    stage: str | None,
+    contact_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Deal], str | None]:
+    query = select(Deal)
+    if pipeline is not None:
+        query = query.where(Deal.pipeline == pipeline)
+    if stage is not None:
+        query = query.where(Deal.stage == stage)
+    if contact_id is not None:
+        query = query.where(Deal.contact_id == contact_id)
+    return page(session, query, Deal.created_at, Deal.id, cursor=cursor, limit=limit)
+
+
+def deal_detail(session: Session, deal: Deal) -> DealDetail:
+    changes = [StageChangePublic.model_validate(change) for change in history(session, deal.id)]
+    return DealDetail(**DealPublic.model_validate(deal).model_dump(), history=changes)

@@ -1,0 +1,193 @@
+"""Group commit: concurrent single-message requests share one transaction.
+
+Each `POST /ingest/message` hands its validated message to the process's `GroupCommitter`
+and waits. One flush at a time takes every message waiting (up to a batch) and stores them in
+one transaction; each request is answered only after that transaction committed, so an
+acknowledged message is never lost. While a flush runs, the next requests gather for the next
+one: under load the batches grow by themselves, and a lone request is flushed at once.
+
+On PostgreSQL the flush runs on the event loop itself, through one psycopg AsyncConnection
+per worker (one flush at a time needs no more): no thread hop and no GIL contention between a
+storing thread and the requests. SQLite, whose driver has no async form, flushes in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from crm_core.database import Database
+from crm_core.exceptions import DatabaseUnavailableError
+from crm_core.models.base import utcnow
+from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
+from crm_core.services.ingest import PgSteps, StoredMessage, pg_steps, store_messages
+
+logger = logging.getLogger("crm_core.ingest")
+
+Pending = tuple[IngestMessage, "asyncio.Future[StoredMessage]"]
+
+
+class GroupCommitter:
+    """Gathers the messages of concurrent requests and commits them together."""
+
+    def __init__(
+        self, database: Database, max_batch: int = MAX_BATCH_MESSAGES, connect_timeout: int = 5
+    ) -> None:
+        self.database = database
+        self.max_batch = max_batch
+        self.connect_timeout = connect_timeout
+        self._pending: list[Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        url = database.engine.url
+        self._pg_dsn = (
+            url.set(drivername="postgresql").render_as_string(hide_password=False)
+            if url.get_backend_name() == "postgresql"
+            else None
+        )
+        self._pg: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] | None = None
+
+    async def submit(self, message: IngestMessage) -> StoredMessage:
+        """Store the message with whatever else is waiting; return once it is committed."""
+        future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
+        self._pending.append((message, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            messages = [message for message, _ in batch]
+            try:
+                if self._pg_dsn is not None:
+                    stored = await self._store_async(messages)
+                else:
+                    stored = await run_in_threadpool(self._store, messages)
+            except BaseException as exc:  # every waiting request must learn what happened
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(batch, stored, strict=True):
+                if future.done():  # (a client that went away cancelled its future)
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _store_async(
+        self, messages: Sequence[IngestMessage]
+    ) -> list[StoredMessage | Exception]:
+        try:
+            return list(await self._store_together(messages))
+        except psycopg.Error:
+            if len(messages) == 1:
+                raise
+        logger.warning("a grouped commit of %d messages failed; storing each alone", len(messages))
+        results: list[StoredMessage | Exception] = []
+        for message in messages:
+            try:
+                results.append((await self._store_together([message]))[0])
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def _store_together(self, messages: Sequence[IngestMessage]) -> list[StoredMessage]:
+        """One transaction on the worker's async connection (retried once on a deadlock)."""
+        for attempt in (1, 2):
+            connection = await self._connection()
+            try:
+                async with connection.transaction():
+                    return await run_async(connection, pg_steps(messages, utcnow()))
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == 2:
+                    raise
+            except psycopg.OperationalError as exc:
+                self._pg = None
+                await connection.close()
+                reason = (str(exc).strip().splitlines() or ["no answer"])[0]
+                raise DatabaseUnavailableError(reason) from exc
+        raise AssertionError("unreachable")
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        loop = asyncio.get_running_loop()
+        if self._pg is not None and self._pg[0] is loop and not self._pg[1].closed:
+            return self._pg[1]
+        assert self._pg_dsn is not None
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                self._pg_dsn, connect_timeout=self.connect_timeout
+            )
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or ["no answer"])[0]
+            raise DatabaseUnavailableError(reason) from exc
+        self._pg = (loop, connection)
+        return connection
+
+    async def aclose(self) -> None:
+        """Close the async connection (at the application's shutdown)."""
+        if self._pg is not None and self._pg[0] is asyncio.get_running_loop():
+            await self._pg[1].close()
+        self._pg = None
+
+    def _store(self, messages: Sequence[IngestMessage]) -> list[StoredMessage | Exception]:
+        try:
+            return list(store_batch(self.database, messages))
+        except DBAPIError:
+            if len(messages) == 1:
+                raise
+        # One message the database refused must not fail its neighbours: store each alone.
+        logger.warning("a grouped commit of %d messages failed; storing each alone", len(messages))
+        results: list[StoredMessage | Exception] = []
+        for message in messages:
+            try:
+                results.append(store_batch(self.database, [message])[0])
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+
+async def run_async(
+    connection: psycopg.AsyncConnection[Any], steps: PgSteps
+) -> list[StoredMessage]:
+    """Run `pg_steps` on an async connection, in its current transaction."""
+    async with connection.cursor() as cursor:
+        try:
+            statement, parameters = next(steps)
+            while True:
+                await cursor.execute(statement, parameters)
+                rows = await cursor.fetchall() if cursor.description else []
+                statement, parameters = steps.send(rows)
+        except StopIteration as done:
+            stored: list[StoredMessage] = done.value
+            return stored
+
+
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def store_batch(database: Database, messages: Sequence[IngestMessage]) -> list[StoredMessage]:
+    """Store messages in one transaction of their own (retried once on a deadlock)."""
+    for attempt in (1, 2):
+        try:
+            with database.engine.begin() as connection:
+                return store_messages(connection, messages)
+        except (OperationalError, InterfaceError) as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate in _RETRYABLE_SQLSTATES and attempt == 1:
+                continue
+            if sqlstate in _RETRYABLE_SQLSTATES:
+                raise
+            reason = (str(exc.orig or exc).strip().splitlines() or ["no answer"])[0]
+            raise DatabaseUnavailableError(reason) from exc
+    raise AssertionError("unreachable")

@@ -1,0 +1,307 @@
+"""Storing accepted messages: contact resolution and deduplication in one transaction.
+
+Everything here works on a batch, because a batch is what the database is good at: one
+request of `POST /ingest/messages`, or several concurrent `POST /ingest/message` requests
+grouped into one commit (crm_core.services.group_commit). The unique constraints decide what
+is new, so two transactions racing over the same contact or the same channel message id end
+with one row each, on PostgreSQL and on SQLite alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import Connection, Insert, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crm_core.models import Contact, Message
+from crm_core.models.base import utcnow
+from crm_core.schemas.ingest import IngestMessage
+
+CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """Where a message ended up: its row, and whether that row was already there."""
+
+    id: uuid.UUID
+    contact_id: uuid.UUID
+    received_at: datetime
+    duplicate: bool
+
+    def receipt(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "status": "accepted",
+            "received_at": utc_text(self.received_at),
+            "contact_id": str(self.contact_id),
+        }
+
+
+def utc_text(moment: datetime) -> str:
+    """ISO 8601 with a `Z`, as the API writes every UTC timestamp."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Table, *columns: str) -> Insert:
+    """`INSERT ... ON CONFLICT (columns) DO NOTHING` in the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(columns))
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(columns))
+
+
+# On PostgreSQL a batch is sent as arrays (unnest): one statement text whatever the batch size,
+# so it is parsed and planned once, and each pair is an index lookup (a join with the batch)
+# even when the table's statistics are stale. The statements are psycopg's (%(name)s), run by
+# the sync path (the DBAPI connection under SQLAlchemy's transaction) and by the async one.
+PG_INSERT_CONTACTS = (
+    "INSERT INTO crm_contacts (id, source, sender_id, attributes, created_at, updated_at) "
+    "SELECT id, source, sender_id, '{}'::jsonb, %(now)s, %(now)s FROM unnest("
+    "%(ids)s::uuid[], %(sources)s::varchar[], %(senders)s::varchar[]) AS b (id, source, sender_id) "
+    "ON CONFLICT (source, sender_id) DO NOTHING"
+)
+PG_SELECT_CONTACTS = (
+    "SELECT c.source, c.sender_id, c.id FROM unnest(%(sources)s::varchar[], "
+    "%(senders)s::varchar[]) AS k (source, sender_id) "
+    "JOIN crm_contacts AS c ON c.source = k.source AND c.sender_id = k.sender_id"
+)
+PG_INSERT_MESSAGES = (
+    "INSERT INTO crm_messages "
+    "(id, contact_id, source, sender_id, content, metadata, channel_message_id, received_at) "
+    "SELECT id, contact_id, source, sender_id, content, metadata, channel_message_id, %(now)s "
+    "FROM unnest(%(ids)s::uuid[], %(contact_ids)s::uuid[], %(sources)s::varchar[], "
+    "%(senders)s::varchar[], %(contents)s::text[], %(metadata)s::jsonb[], "
+    "%(channel_ids)s::varchar[]) "
+    "AS b (id, contact_id, source, sender_id, content, metadata, channel_message_id) "
+    "ON CONFLICT (source, channel_message_id) DO NOTHING RETURNING id"
+)
+PG_SELECT_MESSAGES = (
+    "SELECT m.source, m.channel_message_id, m.id, m.contact_id, m.received_at "
+    "FROM unnest(%(sources)s::varchar[], %(channel_ids)s::varchar[]) "
+    "AS k (source, channel_message_id) JOIN crm_messages AS m "
+    "ON m.source = k.source AND m.channel_message_id = k.channel_message_id"
+)
+
+Statement = tuple[str, dict[str, Any]]
+PgSteps = Generator[Statement, list[tuple[Any, ...]], list["StoredMessage"]]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A batch laid out as rows: duplicates inside it point at their first occurrence."""
+
+    now: datetime
+    contact_keys: list[tuple[str, str]]  # distinct (source, canonical sender), sorted
+    rows: list[dict[str, Any]]
+    row_keys: list[tuple[str, str]]  # each row's contact key
+    row_of: list[int]  # message index -> index of its row (its own or its original's)
+    own: list[bool]  # whether that row was made for this message
+
+    @classmethod
+    def of(cls, messages: Sequence[IngestMessage], now: datetime) -> _Plan:
+        first_of: dict[tuple[str, str], int] = {}
+        rows: list[dict[str, Any]] = []
+        row_keys: list[tuple[str, str]] = []
+        row_of: list[int] = []
+        own: list[bool] = []
+        for message in messages:
+            channel_id = message.channel_message_id
+            key = (message.source, channel_id) if channel_id is not None else None
+            if key is not None and key in first_of:
+                row_of.append(first_of[key])
+                own.append(False)
+                continue
+            if key is not None:
+                first_of[key] = len(rows)
+            row_of.append(len(rows))
+            own.append(True)
+            row_keys.append((message.source, message.canonical_sender_id))
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "contact_id": None,
+                    "source": message.source,
+                    "sender_id": message.sender_id,
+                    "content": message.content,
+                    "metadata": message.metadata,
+                    "channel_message_id": channel_id,
+                    "received_at": now,
+                }
+            )
+        # One order everywhere, so that concurrent batches cannot deadlock on the indexes.
+        return cls(now, sorted(set(row_keys)), rows, row_keys, row_of, own)
+
+    def attach(self, contact_ids: dict[tuple[str, str], uuid.UUID]) -> list[dict[str, Any]]:
+        """Give each row its contact; the rows in the order they are inserted."""
+        for row, key in zip(self.rows, self.row_keys, strict=True):
+            row["contact_id"] = contact_ids[key]
+        return sorted(self.rows, key=lambda row: (row["source"], row["channel_message_id"] or ""))
+
+    def not_inserted(self, inserted: set[uuid.UUID]) -> list[tuple[str, str]]:
+        missing = {
+            (row["source"], row["channel_message_id"])
+            for row in self.rows
+            if row["id"] not in inserted
+        }
+        return sorted(missing)
+
+    def results(
+        self, inserted: set[uuid.UUID], originals: dict[tuple[str, str], StoredMessage]
+    ) -> list[StoredMessage]:
+        results = []
+        for index, row_index in enumerate(self.row_of):
+            row = self.rows[row_index]
+            if row["id"] in inserted:
+                duplicate = not self.own[index]
+                results.append(StoredMessage(row["id"], row["contact_id"], self.now, duplicate))
+            else:
+                results.append(originals[(row["source"], row["channel_message_id"])])
+        return results
+
+
+def pg_steps(messages: Sequence[IngestMessage], now: datetime) -> PgSteps:
+    """The statements that store a batch on PostgreSQL, each sent its predecessor's rows."""
+    plan = _Plan.of(messages, now)
+    sources = [source for source, _ in plan.contact_keys]
+    senders = [sender_id for _, sender_id in plan.contact_keys]
+    ids = [uuid.uuid4() for _ in plan.contact_keys]
+    yield PG_INSERT_CONTACTS, {"ids": ids, "sources": sources, "senders": senders, "now": now}
+    found = yield PG_SELECT_CONTACTS, {"sources": sources, "senders": senders}
+    rows = plan.attach({(source, sender): contact for source, sender, contact in found})
+    returned = yield (
+        PG_INSERT_MESSAGES,
+        {
+            "ids": [row["id"] for row in rows],
+            "contact_ids": [row["contact_id"] for row in rows],
+            "sources": [row["source"] for row in rows],
+            "senders": [row["sender_id"] for row in rows],
+            "contents": [row["content"] for row in rows],
+            "metadata": [to_json(row["metadata"]).decode() for row in rows],
+            "channel_ids": [row["channel_message_id"] for row in rows],
+            "now": now,
+        },
+    )
+    inserted = {row[0] for row in returned}
+    missing = plan.not_inserted(inserted)
+    originals: dict[tuple[str, str], StoredMessage] = {}
+    if missing:
+        stored = yield (
+            PG_SELECT_MESSAGES,
+            {
+                "sources": [source for source, _ in missing],
+                "channel_ids": [channel_id for _, channel_id in missing],
+            },
+        )
+        originals = {
+            (source, channel_id): StoredMessage(message_id, contact_id, at.astimezone(UTC), True)
+            for source, channel_id, message_id, contact_id, at in stored
+        }
+    return plan.results(inserted, originals)
+
+
+def run_pg_steps(connection: Connection, steps: PgSteps) -> list[StoredMessage]:
+    """Run the steps on the DBAPI connection under `connection`'s transaction."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        try:
+            statement, parameters = next(steps)
+            while True:
+                cursor.execute(statement, parameters)
+                rows = cursor.fetchall() if cursor.description else []
+                statement, parameters = steps.send(rows)
+        except StopIteration as done:
+            stored: list[StoredMessage] = done.value
+            return stored
+
+
+def resolve_contacts(
+    connection: Connection, keys: Sequence[tuple[str, str]], now: datetime
+) -> dict[tuple[str, str], uuid.UUID]:
+    """The contact id of each (source, canonical sender id), creating the missing contacts
+    (the SQLite path; PostgreSQL runs `pg_steps`)."""
+    distinct = sorted(set(keys))  # one order everywhere, so concurrent batches cannot deadlock
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "source": source,
+            "sender_id": sender_id,
+            "attributes": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for source, sender_id in distinct
+    ]
+    connection.execute(insert_ignoring_conflicts(connection, CONTACTS, "source", "sender_id"), rows)
+    # Two IN lists rather than one row-value IN; the few extra rows the cross product of the
+    # two lists may match are dropped.
+    found = connection.execute(
+        select(CONTACTS.c.source, CONTACTS.c.sender_id, CONTACTS.c.id).where(
+            CONTACTS.c.source.in_(sorted({source for source, _ in distinct})),
+            CONTACTS.c.sender_id.in_(sorted({sender_id for _, sender_id in distinct})),
+        )
+    )
+    wanted = set(distinct)
+    return {
+        (source, sender_id): contact_id
+        for source, sender_id, contact_id in found
+        if (source, sender_id) in wanted
+    }
+
+
+def store_messages(
+    connection: Connection, messages: Sequence[IngestMessage]
+) -> list[StoredMessage]:
+    """Store each message once, in the caller's transaction; one result per message, in order.
+
+    A message whose (source, channel message id) is already stored, or appears earlier in the
+    same batch, is a duplicate: its result is the original row's.
+    """
+    now = utcnow()
+    if connection.dialect.name == "postgresql":
+        return run_pg_steps(connection, pg_steps(messages, now))
+    plan = _Plan.of(messages, now)
+    rows = plan.attach(resolve_contacts(connection, plan.contact_keys, now))
+    inserted = _insert_messages(connection, rows)
+    return plan.results(inserted, _originals(connection, plan.not_inserted(inserted)))
+
+
+def _insert_messages(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert the rows, skipping those whose channel message id is stored; the ids inserted."""
+    statement = insert_ignoring_conflicts(
+        connection, MESSAGES, "source", "channel_message_id"
+    ).returning(MESSAGES.c.id)
+    return set(connection.execute(statement, rows).scalars())
+
+
+def _originals(
+    connection: Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredMessage]:
+    """The stored rows that the given (source, channel message id) pairs name."""
+    if not keys:
+        return {}
+    found = connection.execute(
+        select(
+            MESSAGES.c.source,
+            MESSAGES.c.channel_message_id,
+            MESSAGES.c.id,
+            MESSAGES.c.contact_id,
+            MESSAGES.c.received_at,
+        ).where(
+            MESSAGES.c.source.in_(sorted({source for source, _ in keys})),
+            MESSAGES.c.channel_message_id.in_(sorted({channel_id for _, channel_id in keys})),
+        )
+    )
+    wanted = set(keys)
+    return {
+        (source, channel_id): StoredMessage(message_id, contact_id, received_at, duplicate=True)
+        for source, channel_id, message_id, contact_id, received_at in found
+        if (source, channel_id) in wanted
+    }

@@ -1,0 +1,301 @@
+"""OS 005 ingest: messages stored with their contact, deduplicated by the database, batches."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, insert, select
+
+from crm_core.database import Database, create_db_engine
+from crm_core.models import Base, Contact, IdempotencyKey, Message
+from crm_core.models.base import utcnow
+from crm_core.models.idempotency_key import PROCESSING
+from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
+from crm_core.services import idempotency
+from crm_core.services.group_commit import store_batch
+from crm_core.services.ingest import store_messages
+
+WHATSAPP: dict[str, Any] = {
+    "source": "whatsapp",
+    "sender_id": "5511999999999",
+    "content": "Olá, quero simular um consórcio",
+    "metadata": {"message_id": "wamid.HBgNNTUxMTk5OTk5OTk5ORUCABEYEjQ", "profile_name": "Ana"},
+}
+
+
+def count(engine: Engine, model: type[Base]) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def engine_of(client: TestClient) -> Engine:
+    engine: Engine = client.app.state.database.engine  # type: ignore[attr-defined]
+    return engine
+
+
+def test_a_message_is_stored_with_its_contact(any_client: TestClient) -> None:
+    response = any_client.post("/ingest/message", json=WHATSAPP)
+    assert response.status_code == 202, response.text
+    receipt = response.json()
+    engine = engine_of(any_client)
+    with engine.connect() as connection:
+        message = connection.execute(select(Message.__table__)).one()
+        contact = connection.execute(select(Contact.__table__)).one()
+    assert str(message.id) == receipt["id"]
+    assert str(contact.id) == receipt["contact_id"] == str(message.contact_id)
+    assert (contact.source, contact.sender_id) == ("whatsapp", "5511999999999")
+    assert message.content == WHATSAPP["content"]
+    assert message.metadata == WHATSAPP["metadata"]
+    assert message.channel_message_id == WHATSAPP["metadata"]["message_id"]
+
+
+def test_the_same_channel_message_twice_is_one_row(any_client: TestClient) -> None:
+    first = any_client.post("/ingest/message", json=WHATSAPP)
+    again = any_client.post("/ingest/message", json=WHATSAPP)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count(engine_of(any_client), Message) == 1
+
+
+def test_the_same_message_id_on_another_channel_is_another_message(any_client: TestClient) -> None:
+    any_client.post("/ingest/message", json=WHATSAPP)
+    other = {**WHATSAPP, "source": "instagram", "sender_id": "ana.silva"}
+    assert any_client.post("/ingest/message", json=other).status_code == 202
+    assert count(engine_of(any_client), Message) == 2
+
+
+def test_both_forms_of_a_brazilian_mobile_are_one_contact(any_client: TestClient) -> None:
+    old = any_client.post("/ingest/message", json={**WHATSAPP, "sender_id": "551199999999"})
+    new = any_client.post("/ingest/message", json={**WHATSAPP, "sender_id": "5511999999999"})
+    assert old.status_code == new.status_code == 202 or new.status_code == 200
+    new_id = any_client.post(
+        "/ingest/message", json={**WHATSAPP, "sender_id": "5511999999999", "metadata": {}}
+    ).json()["contact_id"]
+    assert old.json()["contact_id"] == new_id
+    assert count(engine_of(any_client), Contact) == 1
+
+
+def test_a_landline_is_not_a_mobile(any_client: TestClient) -> None:
+    body = {**WHATSAPP, "metadata": {}}
+    landline = any_client.post("/ingest/message", json={**body, "sender_id": "551133334444"})
+    mobile = any_client.post("/ingest/message", json={**body, "sender_id": "5511933334444"})
+    assert landline.json()["contact_id"] != mobile.json()["contact_id"]
+    with engine_of(any_client).connect() as connection:
+        senders = set(connection.execute(select(Contact.sender_id)).scalars())
+    assert senders == {"551133334444", "5511933334444"}
+
+
+def test_a_whatsapp_sender_that_is_not_a_number_is_refused(client: TestClient) -> None:
+    response = client.post("/ingest/message", json={**WHATSAPP, "sender_id": "ana"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["pointer"] == "#/sender_id"
+    assert count(engine_of(client), Message) == 0
+
+
+@pytest.mark.parametrize(
+    "message_id", [42, "", "x" * 257, {"id": 1}], ids=["number", "empty", "long", "object"]
+)
+def test_a_channel_message_id_must_be_a_string(client: TestClient, message_id: Any) -> None:
+    response = client.post(
+        "/ingest/message", json={**WHATSAPP, "metadata": {"message_id": message_id}}
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "metadata"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"source":"whatsapp","sender_id":"5511999999999","content":"\xff\xfe","metadata":{}}',
+        b'{"source":"whatsapp","sender_id":"5511999999999","content":"a\\u0000b","metadata":{}}',
+        b'{"source":"whatsapp","sender_id":"5511999999999","content":"\\udc00","metadata":{}}',
+    ],
+    ids=["invalid-utf8", "nul", "lone-surrogate"],
+)
+def test_unstorable_text_is_a_4xx_and_nothing_is_stored(any_client: TestClient, raw: bytes) -> None:
+    response = any_client.post(
+        "/ingest/message", content=raw, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert count(engine_of(any_client), Message) == 0
+
+
+# Idempotency-Key
+
+
+def test_an_idempotency_key_repeated_gets_the_original_receipt(any_client: TestClient) -> None:
+    body = {**WHATSAPP, "metadata": {}}
+    headers = {"Idempotency-Key": "pedido-123"}
+    first = any_client.post("/ingest/message", json=body, headers=headers)
+    again = any_client.post("/ingest/message", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count(engine_of(any_client), Message) == 1
+
+
+def test_an_idempotency_key_reused_for_another_payload_is_422(any_client: TestClient) -> None:
+    headers = {"Idempotency-Key": "pedido-123"}
+    any_client.post("/ingest/message", json={**WHATSAPP, "metadata": {}}, headers=headers)
+    other = {**WHATSAPP, "content": "outra coisa", "metadata": {}}
+    response = any_client.post("/ingest/message", json=other, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:aurora-crm:problem:idempotency-key-reused"
+    assert count(engine_of(any_client), Message) == 1
+
+
+def _key_id(client: TestClient) -> str:
+    token = client.headers["Authorization"].removeprefix("Bearer ")
+    principal = client.app.state.authenticator.authenticate(token)  # type: ignore[attr-defined]
+    assert principal is not None
+    return str(principal.key_id)
+
+
+def test_an_idempotency_key_whose_first_request_runs_is_409(any_client: TestClient) -> None:
+    body = {**WHATSAPP, "metadata": {}}
+    fingerprint = idempotency.fingerprint(
+        "POST", "/ingest/message", IngestMessage.model_validate(body).model_dump()
+    )
+    with engine_of(any_client).begin() as connection:
+        connection.execute(
+            insert(IdempotencyKey).values(
+                id=uuid.uuid4(),
+                principal=_key_id(any_client),
+                key="pedido-123",
+                fingerprint=fingerprint,
+                state=PROCESSING,
+                created_at=utcnow(),
+            )
+        )
+    response = any_client.post(
+        "/ingest/message", json=body, headers={"Idempotency-Key": "pedido-123"}
+    )
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert count(engine_of(any_client), Message) == 0
+
+
+@pytest.mark.parametrize(
+    "key", [b"", b"x" * 256, "chave com ç".encode()], ids=["empty", "long", "non-ascii"]
+)
+def test_a_malformed_idempotency_key_is_400(client: TestClient, key: bytes) -> None:
+    response = client.post("/ingest/message", json=WHATSAPP, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert count(engine_of(client), Message) == 0
+
+
+# Concurrency: the database's unique constraints decide, not the application.
+
+PARALLEL = 50
+
+
+@pytest.fixture
+def database(database_url: str) -> Any:
+    engine = create_db_engine(database_url)
+    Base.metadata.create_all(engine)
+    yield Database(engine)
+    engine.dispose()
+
+
+def test_parallel_identical_messages_are_one_row(database: Database) -> None:
+    message = IngestMessage.model_validate(WHATSAPP)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        results = list(pool.map(lambda _: store_batch(database, [message])[0], range(PARALLEL)))
+    assert count(database.engine, Message) == 1
+    assert count(database.engine, Contact) == 1
+    assert len({result.id for result in results}) == 1
+    assert sum(not result.duplicate for result in results) == 1
+
+
+def test_parallel_requests_with_one_idempotency_key_are_one_row(database: Database) -> None:
+    message = IngestMessage.model_validate({**WHATSAPP, "metadata": {}})
+    fingerprint = idempotency.fingerprint("POST", "/ingest/message", message.model_dump())
+
+    def work(connection: Any) -> idempotency.Outcome:
+        stored = store_messages(connection, [message])[0]
+        return idempotency.Outcome(202, stored.receipt())
+
+    def attempt(_: int) -> int:
+        try:
+            return idempotency.run_once(database.engine, "anonymous", "k", fingerprint, work).status
+        except Exception as exc:
+            return int(getattr(exc, "status", 500))
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        statuses = list(pool.map(attempt, range(PARALLEL)))
+    assert count(database.engine, Message) == 1
+    assert statuses.count(202) == 1
+    assert set(statuses) <= {200, 202, 409}, statuses
+
+
+def test_parallel_http_requests_are_one_row(any_client: TestClient) -> None:
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        responses = list(
+            pool.map(lambda _: any_client.post("/ingest/message", json=WHATSAPP), range(PARALLEL))
+        )
+    assert sorted({response.status_code for response in responses}) in ([200, 202], [202])
+    assert [r.status_code for r in responses].count(202) == 1
+    assert len({response.json()["id"] for response in responses}) == 1
+    assert count(engine_of(any_client), Message) == 1
+
+
+# Batch
+
+
+def test_a_batch_answers_each_message(any_client: TestClient) -> None:
+    any_client.post("/ingest/message", json=WHATSAPP)
+    messages = [
+        {**WHATSAPP, "metadata": {"message_id": "wamid.novo"}},
+        WHATSAPP,  # stored before
+        {**WHATSAPP, "sender_id": "not a number"},
+        {**WHATSAPP, "metadata": {"message_id": "wamid.novo"}},  # twice in the batch
+        {**WHATSAPP, "sender_id": "551188887777", "metadata": {}},
+        "not an object",
+    ]
+    response = any_client.post("/ingest/messages", json={"messages": messages})
+    assert response.status_code == 200, response.text
+    receipt = response.json()
+    statuses = [result["status"] for result in receipt["results"]]
+    assert statuses == ["accepted", "duplicate", "rejected", "duplicate", "accepted", "rejected"]
+    assert (receipt["accepted"], receipt["duplicate"], receipt["rejected"]) == (2, 2, 2)
+    results = receipt["results"]
+    assert results[3]["id"] == results[0]["id"]
+    assert results[2]["problem"]["status"] == 422
+    assert results[2]["problem"]["errors"][0]["pointer"] == "#/messages/2/sender_id"
+    assert count(engine_of(any_client), Message) == 3
+
+
+def test_a_batch_of_the_maximum_length_is_stored(any_client: TestClient) -> None:
+    messages = [
+        {**WHATSAPP, "sender_id": f"55119{index:08d}", "metadata": {"message_id": f"m{index}"}}
+        for index in range(MAX_BATCH_MESSAGES)
+    ]
+    response = any_client.post("/ingest/messages", json={"messages": messages})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == MAX_BATCH_MESSAGES
+    assert count(engine_of(any_client), Message) == MAX_BATCH_MESSAGES
+
+
+@pytest.mark.parametrize("length", [0, MAX_BATCH_MESSAGES + 1])
+def test_a_batch_too_short_or_too_long_is_refused(client: TestClient, length: int) -> None:
+    response = client.post("/ingest/messages", json={"messages": [WHATSAPP] * length})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "messages"
+    assert count(engine_of(client), Message) == 0
+
+
+def test_a_batch_with_an_idempotency_key_is_replayed(client: TestClient) -> None:
+    body = {"messages": [{**WHATSAPP, "metadata": {}}]}
+    headers = {"Idempotency-Key": "lote-1"}
+    first = client.post("/ingest/messages", json=body, headers=headers)
+    again = client.post("/ingest/messages", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    assert count(engine_of(client), Message) == 1
