@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -59,7 +59,7 @@ def verify(root: Path, *, public_key: Ed25519PublicKey | None = None) -> Verific
     raw = book.read_bytes()
     if raw and not raw.endswith(b"\n"):
         report.errors.append(f"{shown}: the last line is incomplete (no newline at the end)")
-    latest: dict[str, tuple[int, dict[str, Any]]] = {}
+    latest: dict[str, tuple[int, str]] = {}
     previous_hash = ledger.GENESIS
     expected_seq = 1
     for line in ledger.read_lines(book):
@@ -87,10 +87,8 @@ def verify(root: Path, *, public_key: Ed25519PublicKey | None = None) -> Verific
         _check_signature(entry, label, public_key, report)
         previous_hash = str(entry.get("hash"))
         expected_seq = (seq if isinstance(seq, int) else expected_seq) + 1
-        for key in FILE_KEYS:
-            described = entry.get(key)
-            if isinstance(described, dict) and "path" in described:
-                latest[str(described["path"])] = (int(seq) if isinstance(seq, int) else 0, entry)
+        for path, digest in _file_refs(entry, label, report):
+            latest[path] = (seq if isinstance(seq, int) else 0, digest)
     _check_committed_prefix(root, book, raw, report)
     _check_files(root, latest, report)
     _check_unreferenced(root, config, latest, report)
@@ -135,7 +133,7 @@ def _check_signature(
         return
     if entry.get("key_id") != key_id(public):
         report.errors.append(f"{label}: key_id does not match the entry's public key")
-    if not verify_signature(public, str(entry.get("hash", "")).encode("ascii"), signature):
+    if not verify_signature(public, str(entry.get("hash", "")).encode("utf-8"), signature):
         report.errors.append(f"{label}: the signature does not match the entry")
     if expected is not None and key_id(expected) != key_id(public):
         report.errors.append(
@@ -143,16 +141,30 @@ def _check_signature(
         )
 
 
-def _check_files(
-    root: Path, latest: dict[str, tuple[int, dict[str, Any]]], report: Verification
-) -> None:
+def _file_refs(entry: dict[str, Any], label: str, report: Verification) -> list[tuple[str, str]]:
+    """The (path, sha256) pairs an entry vouches for; a malformed one is an error, not a crash."""
+    refs = []
+    for key in FILE_KEYS:
+        described = entry.get(key)
+        if described is None:
+            continue
+        path = described.get("path") if isinstance(described, dict) else None
+        digest = described.get("sha256") if isinstance(described, dict) else None
+        if not (isinstance(path, str) and isinstance(digest, str) and _inside(path)):
+            report.errors.append(f"{label}: malformed {key!r} reference (the entry was edited)")
+            continue
+        refs.append((path, digest))
+    return refs
+
+
+def _inside(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return bool(parts) and not PurePosixPath(path).is_absolute() and ".." not in parts
+
+
+def _check_files(root: Path, latest: dict[str, tuple[int, str]], report: Verification) -> None:
     """Each file the ledger names must be there with the sha256 of its latest entry."""
-    for path, (seq, entry) in sorted(latest.items()):
-        digest = next(
-            str(entry[key]["sha256"])
-            for key in FILE_KEYS
-            if isinstance(entry.get(key), dict) and entry[key].get("path") == path
-        )
+    for path, (seq, digest) in sorted(latest.items()):
         target = root / path
         if not target.is_file():
             report.errors.append(f"{path}: deleted (named by ledger entry {seq})")
@@ -163,7 +175,7 @@ def _check_files(
 def _check_unreferenced(
     root: Path,
     config: GatesConfig,
-    latest: dict[str, tuple[int, dict[str, Any]]],
+    latest: dict[str, tuple[int, str]],
     report: Verification,
 ) -> None:
     """A record the ledger does not name proves nothing (e.g. a crash before the append)."""
@@ -181,23 +193,35 @@ def stale_certifications(root: Path, config: GatesConfig) -> list[Staleness]:
         if entry.get("decision") == "CONCLUÍDA":
             last_concluded[str(entry.get("os"))] = entry
     vault = load_vault(root)
+    steps_now = hash_files(root, config.steps)
     stale: list[Staleness] = []
     for os_id, entry in sorted(last_concluded.items()):
         order = vault.documents.get(os_id)
         changed: list[str] = []
-        spec = entry.get("spec") or {}
+        recorded_spec = entry.get("spec")
+        spec: dict[str, Any] = recorded_spec if isinstance(recorded_spec, dict) else {}
         if order is None:
             changed.append(f"{spec.get('path', os_id)} (the spec is gone or no longer valid)")
         elif spec.get("sha256") != order.sha256:
             changed.append(order.path.as_posix())
-        changed.extend(_changed_files(root, entry.get("features") or {}))
-        current_steps = hash_files(root, config.steps)
-        changed.extend(_changed_files(root, entry.get("steps") or {}, current_steps))
+        changed.extend(_changed_files(root, _digests(entry.get("features"))))
+        changed.extend(_changed_files(root, _digests(entry.get("steps")), steps_now))
         if changed:
-            stale.append(
-                Staleness(os_id, int(entry.get("seq", 0)), str(entry.get("commit")), tuple(changed))
-            )
+            seq = entry.get("seq")
+            number = seq if isinstance(seq, int) else 0
+            stale.append(Staleness(os_id, number, str(entry.get("commit")), tuple(changed)))
     return stale
+
+
+def _digests(value: object) -> dict[str, str]:
+    """A recorded {path: sha256} mapping; anything else (an edited entry) counts as empty."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        path: digest
+        for path, digest in value.items()
+        if isinstance(path, str) and isinstance(digest, str) and _inside(path)
+    }
 
 
 def _changed_files(
