@@ -123,7 +123,10 @@ def evaluate(
     by_spec = {result.spec: result for result in results}
     per_os_gates = dict(gates)
     if "acceptance" in gates:
-        per_os_gates["acceptance"] = _acceptance_for(order, gates["acceptance"], results, errors)
+        completed = acceptance is not None and acceptance.completed
+        per_os_gates["acceptance"] = _acceptance_for(
+            order, gates["acceptance"], results, errors, completed=completed
+        )
     criteria = tuple(
         _decide(criterion, [by_spec[s] for s in own if criterion.id in s.criteria], per_os_gates)
         for criterion in order.criteria
@@ -152,7 +155,12 @@ def _scenario_result(acceptance: AcceptanceRun | None, spec: ScenarioSpec) -> Sc
 
 
 def _acceptance_for(
-    order: WorkOrder, shared: GateResult, results: tuple[ScenarioResult, ...], errors: list[str]
+    order: WorkOrder,
+    shared: GateResult,
+    results: tuple[ScenarioResult, ...],
+    errors: list[str],
+    *,
+    completed: bool,
 ) -> GateResult:
     """The shared pytest run, judged on this OS's scenarios only."""
     failing = [r for r in results if r.outcome is not Outcome.PASSED]
@@ -166,7 +174,7 @@ def _acceptance_for(
             f"{len(failing)} de {len(results)} cenários não passaram; "
             f"«{first.spec.name}» ({first.spec.ref}): {first.outcome.value}"
         )
-    elif "[exit 0]" not in shared.log and "[exit 1]" not in shared.log:
+    elif not completed:
         detail = shared.detail or "a execução do pytest não terminou"
     else:
         detail = ""
