@@ -8,6 +8,8 @@ in-toto statement) and a hash-chained ledger that verifies, with a mix of CONCLU
 REGREDIDA and not yet certified OSes. The real command `gates report --root DIR --out SITE` runs
 in a subprocess, `--repeat` times per size; the median is reported with the cost per OS, how
 time grows against size and the marginal cost of each added OS (flat when growth is linear).
+The same-run baseline is copying the finished site (the same files and bytes) to a new folder:
+the floor any renderer writing that site pays for the file system alone.
 Not part of the test run.
 """
 
@@ -261,6 +263,13 @@ def time_report(root: Path, repeat: int) -> float:
     return statistics.median(timings)
 
 
+def time_copy(site: Path) -> float:
+    """Seconds to copy the site to a new folder: the file system's share of the work."""
+    start = time.perf_counter()
+    shutil.copytree(site, site.with_name("site-copy"))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1_000, 10_000])
@@ -272,30 +281,37 @@ def main() -> None:
     print(f"(median of {args.repeat}; 5 of every 6 OSes have a closure in the ledger)")
     print(
         f"{'OSes':>10} {'seconds':>9} {'ms/OS':>8} {'size x':>7} {'time x':>7} "
-        f"{'marginal ms/OS':>15} {'site MB':>8}"
+        f"{'marginal ms/OS':>15} {'site MB':>8} {'copy s':>7} {'x copy':>7}"
     )
     previous: tuple[int, float] | None = None
-    for size in args.sizes:
-        folder = Path(tempfile.mkdtemp(prefix=f"gates-report-bench-{size}-"))
-        try:
+    folders: list[Path] = []  # removed at the end: deleting a large site slows the next run
+    try:
+        for size in args.sizes:
+            folder = Path(tempfile.mkdtemp(prefix=f"gates-report-bench-{size}-"))
+            folders.append(folder)
             write_vault(folder, size)
             seconds = time_report(folder, args.repeat)
             megabytes = sum(p.stat().st_size for p in (folder / "site").rglob("*")) / 1e6
-        finally:
+            copy = time_copy(folder / "site")
+            if previous:
+                marginal = (seconds - previous[1]) / (size - previous[0]) * 1000
+                growth = (
+                    f"{size / previous[0]:>7.1f} {seconds / previous[1]:>7.2f} {marginal:>15.3f}"
+                )
+            else:
+                growth = f"{'':>7} {'':>7} {'':>15}"
+            print(
+                f"{size:>10,} {seconds:>9.3f} {seconds / size * 1000:>8.3f} {growth} "
+                f"{megabytes:>8.1f} {copy:>7.2f} {seconds / copy:>7.1f}",
+                flush=True,
+            )
+            previous = (size, seconds)
+    finally:
+        for folder in folders:
             if args.keep:
                 print(f"kept {folder}")
             else:
                 shutil.rmtree(folder)
-        growth = ""
-        if previous:
-            marginal = (seconds - previous[1]) / (size - previous[0]) * 1000
-            growth = f"{size / previous[0]:>7.1f} {seconds / previous[1]:>7.2f} {marginal:>15.3f}"
-        else:
-            growth = f"{'':>7} {'':>7} {'':>15}"
-        print(
-            f"{size:>10,} {seconds:>9.3f} {seconds / size * 1000:>8.3f} {growth} {megabytes:>8.1f}"
-        )
-        previous = (size, seconds)
 
 
 if __name__ == "__main__":

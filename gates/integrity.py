@@ -19,7 +19,7 @@ from gates import ledger
 from gates.closure import hash_files, sha256_file
 from gates.config import GatesConfig, load_config
 from gates.signing import key_id, public_key_from_b64, verify_signature
-from gates.vault import load_vault
+from gates.vault import Vault, load_vault
 
 FILE_KEYS = ("record", "twin", "statement", "envelope")
 
@@ -48,7 +48,18 @@ class Verification:
         return not self.errors
 
 
-def verify(root: Path, *, public_key: Ed25519PublicKey | None = None) -> Verification:
+def verify(
+    root: Path,
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    vault: Vault | None = None,
+    stale: list[Staleness] | None = None,
+) -> Verification:
+    """Check the ledger, the files it names and which certifications went stale.
+
+    A caller that already loaded the vault of `root`, or found its stale certifications, passes
+    them in (they are computed here otherwise).
+    """
     config = load_config(root)
     book = ledger.ledger_path(root, config.vault)
     shown = book.relative_to(root).as_posix()
@@ -92,7 +103,7 @@ def verify(root: Path, *, public_key: Ed25519PublicKey | None = None) -> Verific
     _check_committed_prefix(root, book, raw, report)
     _check_files(root, latest, report)
     _check_unreferenced(root, config, latest, report)
-    report.stale = stale_certifications(root, config)
+    report.stale = stale if stale is not None else stale_certifications(root, config, vault)
     return report
 
 
@@ -186,13 +197,16 @@ def _check_unreferenced(
             report.warnings.append(f"{relative}: not in the ledger, so it proves nothing")
 
 
-def stale_certifications(root: Path, config: GatesConfig) -> list[Staleness]:
+def stale_certifications(
+    root: Path, config: GatesConfig, vault: Vault | None = None
+) -> list[Staleness]:
     """OSes whose spec, feature files or step modules changed after their last CONCLUÍDA entry."""
     last_concluded: dict[str, dict[str, Any]] = {}
     for entry in ledger.entries(ledger.ledger_path(root, config.vault)):
         if entry.get("decision") == "CONCLUÍDA":
             last_concluded[str(entry.get("os"))] = entry
-    vault = load_vault(root)
+    if vault is None:
+        vault = load_vault(root)
     steps_now = hash_files(root, config.steps)
     stale: list[Staleness] = []
     for os_id, entry in sorted(last_concluded.items()):

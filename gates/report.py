@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import json
+import html
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cmarkgfm import markdown_to_html_with_extensions
+from cmarkgfm.cmark import Options
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
@@ -34,12 +36,13 @@ from markupsafe import Markup
 
 from gates import ledger
 from gates.config import load_config
+from gates.documents import parse_work_order
 from gates.exceptions import OutputWriteError
-from gates.integrity import Staleness, Verification, verify
+from gates.integrity import Staleness, Verification, stale_certifications, verify
 from gates.model import WorkOrder
 from gates.records import RecordSummary, records_of
 from gates.signing import key_id, public_key_from_b64, verify_signature
-from gates.vault import load_vault
+from gates.vault import discover, load_documents
 
 STYLESHEET = "report.css"
 MANIFEST = ".gates-report"  # the files the last run wrote, so a re-run removes those now gone
@@ -139,52 +142,117 @@ class Site:
         return sum(1 for view in self.orders if view.state is state)
 
 
-def build_site(root: Path, *, public_key: Ed25519PublicKey | None = None) -> Site:
-    """Read the vault, its records and its ledger, and verify the ledger as `gates verify` does.
+def write_report(
+    root: Path, out: Path, *, public_key: Ed25519PublicKey | None = None
+) -> tuple[Site, list[str]]:
+    """Render the site of the vault under `root` into `out`; returns the site and its files.
 
-    Records are kept without their JSON documents (a twin holds every gate's log): pages load
-    the one they show, so memory stays flat however large the vault.
+    The ledger is checked as `gates verify` does. A large vault is shared among processes:
+    they parse the specs, then read each OS's records and write its pages while this process
+    verifies the ledger and the files it names. The bytes of each page do not depend on which
+    process wrote it.
     """
-    verification = verify(root, public_key=public_key)
-    stale = {s.os_id: s for s in verification.stale}
-    views = []
-    with _no_cycle_collection():
-        vault = load_vault(root)
-        for order in sorted(vault.documents.values(), key=lambda o: (o.number, o.id)):
-            records = records_of(root, PurePosixPath(order.path.as_posix()), order.id)
-            views.append(
-                OrderView(
-                    order=order,
-                    state=_state(records, stale.get(order.id)),
-                    records=tuple(replace(record, document={}) for record in records),
-                    stale=stale.get(order.id),
-                )
-            )
-    book = ledger.ledger_path(root, load_config(root).vault)
-    return Site(
+    paths = discover(root)
+    workers = min(_cpus(), MAX_WORKERS) if len(paths) >= PARALLEL_FROM else 1
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with _no_cycle_collection(), _executor(workers) as pool:
+            site, written = _build_and_write(root, out, paths, pool, workers, public_key)
+        written.sort()
+        _remove_previous(out, set(written))
+        _write(out / MANIFEST, "".join(f"{name}\n" for name in written).encode("utf-8"))
+    except OSError as exc:
+        raise OutputWriteError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    return site, written
+
+
+def _build_and_write(
+    root: Path,
+    out: Path,
+    paths: list[Path],
+    pool: Executor | None,
+    workers: int,
+    public_key: Ed25519PublicKey | None,
+) -> tuple[Site, list[str]]:
+    if pool is None:
+        vault = load_documents(paths, root=root)
+    else:
+        chunk = max(1, len(paths) // (workers * 8))
+        parse = functools.partial(parse_work_order, root=root)
+        vault = load_documents(
+            paths, root=root, parse_all=lambda specs: pool.map(parse, specs, chunksize=chunk)
+        )
+    config = load_config(root)
+    stale = stale_certifications(root, config, vault)
+    rows = tuple(
+        _ledger_rows(ledger.read_lines(ledger.ledger_path(root, config.vault)), public_key)
+    )
+    orders = sorted(vault.documents.values(), key=lambda o: (o.number, o.id))
+    by_id = {s.os_id: s for s in stale}
+    size = max(1, len(orders) // (workers * 8))
+    jobs = [
+        _Share(
+            root,
+            out,
+            rows[-1].time if rows else None,
+            tuple((order, by_id.get(order.id)) for order in orders[start : start + size]),
+        )
+        for start in range(0, len(orders), size)
+    ]
+    # Executor.map submits every share now: the pages are written while the ledger is checked
+    shares = pool.map(_write_share, jobs) if pool is not None else None
+    verification = verify(root, public_key=public_key, vault=vault, stale=stale)
+    views: list[OrderView] = []
+    written: list[str] = []
+    results = shares if shares is not None else map(_write_share, jobs)
+    for share, done in zip(jobs, results, strict=True):
+        for (order, order_stale), (records, names) in zip(share.orders, done, strict=True):
+            views.append(OrderView(order, _state(records, order_stale), records, order_stale))
+            written.extend(names)
+    site = Site(
         root=root,
         orders=tuple(views),
         verification=verification,
-        ledger_rows=tuple(_ledger_rows(ledger.read_lines(book), public_key)),
+        ledger_rows=rows,
         checked_key=key_id(public_key) if public_key is not None else None,
         spec_errors=tuple(str(error) for error in vault.errors),
     )
+    written.extend(_write_all(out, _site_pages(site)))
+    return site, written
 
 
-def render_site(site: Site) -> Iterator[tuple[str, bytes]]:
-    """Every file of the site, by its relative path, in a fixed order, one at a time."""
-    yield from _site_pages(site)
-    for view in site.orders:
-        yield from _order_pages(site, view)
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """A share of the OSes whose pages one process writes, with what their pages need."""
+
+    root: Path
+    out: Path
+    last_entry: datetime | None  # shown in every page's footer
+    orders: tuple[tuple[WorkOrder, Staleness | None], ...]
+
+
+def _write_share(share: _Share) -> list[tuple[tuple[RecordSummary, ...], list[str]]]:
+    """Read each OS's records and write its pages; its records (without their JSON documents,
+    so memory stays flat however large the vault) and the files written, for each OS."""
+    done = []
+    for order, stale in share.orders:
+        records = records_of(share.root, PurePosixPath(order.path.as_posix()), order.id)
+        view = OrderView(order, _state(records, stale), tuple(records), stale)
+        names = _write_all(share.out, _order_pages(share.root, share.last_entry, view))
+        done.append((tuple(replace(record, document={}) for record in records), names))
+    return done
 
 
 def _site_pages(site: Site) -> Iterator[tuple[str, bytes]]:
-    yield "index.html", _render("index.html.j2", base="", site=site)
-    yield "ledger.html", _render("ledger.html.j2", base="", site=site)
+    last = site.ledger_rows[-1].time if site.ledger_rows else None
+    yield "index.html", _render("index.html.j2", base="", site=site, last_entry=last)
+    yield "ledger.html", _render("ledger.html.j2", base="", site=site, last_entry=last)
     yield STYLESHEET, _stylesheet()
 
 
-def _order_pages(site: Site, view: OrderView) -> Iterator[tuple[str, bytes]]:
+def _order_pages(
+    root: Path, last_entry: datetime | None, view: OrderView
+) -> Iterator[tuple[str, bytes]]:
     """An OS's page, a page for each earlier closure, and copies of its record files."""
     folder = f"os/{view.order.id}"
     yield (
@@ -192,10 +260,10 @@ def _order_pages(site: Site, view: OrderView) -> Iterator[tuple[str, bytes]]:
         _render(
             "os.html.j2",
             base="../",
-            site=site,
+            last_entry=last_entry,
             view=view,
-            document=_twin(site.root, view.latest) if view.latest else None,
-            spec_html=render_markdown(_spec_text(site.root, view.order)),
+            document=view.latest.document if view.latest else None,
+            spec_html=render_markdown(_spec_text(root, view.order)),
         ),
     )
     for record in view.records[:-1]:  # the OS page itself shows the latest one
@@ -204,45 +272,23 @@ def _order_pages(site: Site, view: OrderView) -> Iterator[tuple[str, bytes]]:
             _render(
                 "record.html.j2",
                 base="../../",
-                site=site,
+                last_entry=last_entry,
                 view=view,
                 record=record,
-                document=_twin(site.root, record),
+                document=record.document,
             ),
         )
     for record in view.records:  # the records themselves, to check against the ledger
         for source in (record.markdown, record.twin):
-            path = site.root / source
+            path = root / source
             if path.is_file():
                 yield f"{folder}/{record.commit[:12]}{_suffix(source)}", path.read_bytes()
 
 
-def write_report(
-    root: Path, out: Path, *, public_key: Ed25519PublicKey | None = None
-) -> tuple[Site, list[str]]:
-    """Render the site of the vault under `root` into `out`; returns the site and its files.
-
-    A large vault's OS pages are shared among processes (rendering markdown is most of the
-    cost); the bytes of each page do not depend on which process wrote it.
-    """
-    site = build_site(root, public_key=public_key)
-    workers = min(_cpus(), MAX_WORKERS)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with _no_cycle_collection():
-            written = _write_all(out, _site_pages(site))
-            if workers > 1 and len(site.orders) >= PARALLEL_FROM:
-                written += _write_in_parallel(site, out, workers)
-            else:
-                written += _write_all(
-                    out, (page for view in site.orders for page in _order_pages(site, view))
-                )
-        written.sort()
-        _remove_previous(out, set(written))
-        _write(out / MANIFEST, "".join(f"{name}\n" for name in written).encode("utf-8"))
-    except OSError as exc:
-        raise OutputWriteError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
-    return site, written
+def _executor(workers: int) -> contextlib.AbstractContextManager[Executor | None]:
+    if workers < 2:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(workers, initializer=gc.disable)
 
 
 def _cpus() -> int:
@@ -254,39 +300,15 @@ def _cpus() -> int:
 
 def _write_all(out: Path, pages: Iterable[tuple[str, bytes]]) -> list[str]:
     written = []
+    folders: set[Path] = set()  # made once each: a page's folder is shared by its records
     for name, data in pages:
-        _write(out / name, data)
+        path = out / name
+        if path.parent not in folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(path.parent)
+        path.write_bytes(data)
         written.append(name)
     return written
-
-
-_worker: tuple[Site, Path] | None = None
-
-
-def _start_worker(site: Site, out: Path) -> None:
-    global _worker
-    _worker = (site, out)
-    gc.disable()
-
-
-def _write_orders(indexes: range) -> list[str]:
-    assert _worker is not None
-    site, out = _worker
-    return _write_all(
-        out, (page for index in indexes for page in _order_pages(site, site.orders[index]))
-    )
-
-
-def _write_in_parallel(site: Site, out: Path, workers: int) -> list[str]:
-    size = max(1, len(site.orders) // (workers * 8))
-    chunks = [range(i, min(i + size, len(site.orders))) for i in range(0, len(site.orders), size)]
-    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(site, out)) as pool:
-        return [name for names in pool.map(_write_orders, chunks) for name in names]
-
-
-def _twin(root: Path, record: RecordSummary) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((root / record.twin).read_text(encoding="utf-8"))
-    return document
 
 
 def _suffix(path: PurePosixPath) -> str:
@@ -421,9 +443,33 @@ def _markdown() -> MarkdownIt:
 _MD = _markdown()
 
 
+_CMARK_OPTIONS = Options.CMARK_OPT_VALIDATE_UTF8
+_CMARK_REFUSED = re.compile(r"<!-- raw HTML omitted -->|<img |href=\"([^\"]*)\"")
+_CMARK_HEADING = re.compile(r"<(/?)h([1-6])>")
+_CMARK_ALIGN = re.compile(r' align="(left|center|right)">')
+
+
 def render_markdown(text: str) -> Markup:
-    """HTML of a spec's markdown; raw HTML is escaped (shown as text), never passed through."""
-    return Markup(_MD.render(text))  # html is disabled: escaped
+    """HTML of a spec's markdown; raw HTML is escaped (shown as text), never passed through.
+
+    cmark-gfm (C) renders a spec in a fraction of markdown-it's time, but in its safe mode it
+    drops raw HTML instead of showing it, keeps images and allows more link schemes than the
+    site does. A spec where it would do any of that is rendered by markdown-it instead, with
+    HTML off, so what the spec says is always shown, as text.
+    """
+    fast = markdown_to_html_with_extensions(text, options=_CMARK_OPTIONS, extensions=["table"])
+    for refused in _CMARK_REFUSED.finditer(fast):
+        link = refused.group(1)
+        if link is None or not _validate_link(html.unescape(link)) or not link:
+            return Markup(_MD.render(text))  # html is disabled: escaped
+    # no raw HTML came through, so every tag here is one the renderer made: shift headings,
+    # and align table cells as markdown-it does (the same spec gives the same bytes either way)
+    fast = _CMARK_ALIGN.sub(r' style="text-align:\1">', fast)
+    return Markup(_CMARK_HEADING.sub(_shift_heading, fast))
+
+
+def _shift_heading(match: re.Match[str]) -> str:
+    return f"<{match.group(1)}h{min(6, int(match.group(2)) + 2)}>"
 
 
 def render_inline(text: str) -> Markup:
@@ -490,6 +536,7 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the package: no stat of each one per page
     )
     environment.filters["when"] = _when
     environment.filters["duration"] = _duration

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gates.documents import parse_work_order
+from gates.documents import ParsedDocument, parse_work_order
 from gates.exceptions import InputNotFound, RepositoryRootNotFound
 from gates.model import DocumentError, WorkOrder
 
@@ -84,16 +85,25 @@ def load_vault(root: Path) -> Vault:
     return load_documents(discover(root), root=root)
 
 
-def load_documents(paths: Iterable[Path], *, root: Path) -> Vault:
-    """Parse the given specs and check them against each other (ids and numbers unique)."""
+def load_documents(
+    paths: Iterable[Path],
+    *,
+    root: Path,
+    parse_all: Callable[[Iterable[Path]], Iterable[ParsedDocument]] | None = None,
+) -> Vault:
+    """Parse the given specs and check them against each other (ids and numbers unique).
+
+    `parse_all` parses the files in order, e.g. in other processes; by default one by one here.
+    """
+    if parse_all is None:
+        parse_all = functools.partial(map, functools.partial(parse_work_order, root=root))
     documents: dict[str, WorkOrder] = {}
     by_number: dict[int, WorkOrder] = {}
     errors: list[DocumentError] = []
     checked = 0
     with _no_cycle_collection():
-        for path in paths:
+        for parsed in parse_all(paths):
             checked += 1
-            parsed = parse_work_order(path, root=root)
             errors.extend(parsed.errors)
             order = parsed.document
             if order is None:

@@ -262,6 +262,17 @@ def test_html_in_a_spec_is_shown_as_text_never_run(site: Path) -> None:
         ("[a](#AC-01)", '<p><a href="#AC-01">a</a></p>'),
         ("# Título\n## Seção", "<h3>Título</h3>\n<h4>Seção</h4>"),
         ("<b>x</b>", "<p>&lt;b&gt;x&lt;/b&gt;</p>"),
+        ("[a](ftp://example.com/x)", "<p>[a](ftp://example.com/x)</p>"),
+        ("[a](tel:+5511999999999)", "<p>[a](tel:+5511999999999)</p>"),
+        (
+            "![pixel](https://tracker.example/p.png)",  # an image is a link, never loaded
+            '<p>!<a href="https://tracker.example/p.png">pixel</a></p>',
+        ),
+        (
+            "texto `<i>` e <!-- nota -->",
+            "<p>texto <code>&lt;i&gt;</code> e &lt;!-- nota --&gt;</p>",
+        ),
+        ("[a](<>)", '<p><a href="">a</a></p>'),
     ],
 )
 def test_markdown_is_rendered_safely(markdown: str, expected: str) -> None:
@@ -390,6 +401,25 @@ def test_the_ledger_page_shows_each_signature_state(copy: Project, tmp_path: Pat
     assert "assinada, válida" in html
     assert "assinatura inválida" in html
     assert signer.key_id in html
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TABLE = "| Estágio | Próximo |\n|:--|:-:|\n| `novo` | **proposta** |\n\n- [x] **AC-01** feito\n"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [*sorted((REPOSITORY / "vault").glob("*/os/*.md")), TABLE],
+    ids=lambda source: source.name if isinstance(source, Path) else "table",
+)
+def test_both_markdown_renderers_give_the_same_html(source: Path | str) -> None:
+    """Specs are rendered by cmark-gfm, or by markdown-it when they hold what cmark would
+    drop: on what both accept, the two must agree byte for byte."""
+    text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+    body = text.split("\n---\n", 1)[-1] if isinstance(source, Path) else text
+    fast = render_markdown(body)
+    assert "<table>" in fast or "<h3>" in fast
+    assert fast == report._MD.render(body)  # the strict renderer, for comparison
 
 
 def test_a_criterion_shows_its_code_spans_and_never_its_html() -> None:
