@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -10,7 +11,6 @@ from email.message import Message
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
 from crm_core.config import Settings
 from crm_core.models.api_key import SCOPE_INGEST, SCOPE_READWRITE
@@ -32,6 +32,17 @@ async def require_json_body(request: Request) -> None:
             "The request has no Content-Type; send it as application/json.",
             kind="unsupported-media-type",
         )
+    if not _is_utf8_json(declared):
+        raise Problem(
+            415,
+            f"Content-Type {declared!r} is not supported; send application/json (UTF-8).",
+            kind="unsupported-media-type",
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _is_utf8_json(declared: str) -> bool:
+    """Whether a Content-Type value is JSON in UTF-8 (clients send the same few values)."""
     header = Message()
     header["content-type"] = declared
     media_type = header.get_content_type()
@@ -39,12 +50,7 @@ async def require_json_body(request: Request) -> None:
     is_json = media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
-    if not is_json or charset not in ("utf-8", "utf8"):
-        raise Problem(
-            415,
-            f"Content-Type {declared!r} is not supported; send application/json (UTF-8).",
-            kind="unsupported-media-type",
-        )
+    return is_json and charset in ("utf-8", "utf8")
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -70,9 +76,7 @@ def _requiring(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Send an API key: Authorization: Bearer <key>.")
         authenticator: Authenticator = request.app.state.authenticator
-        known, principal = authenticator.cached(token.strip())
-        if not known:
-            principal = await run_in_threadpool(authenticator.authenticate, token.strip())
+        principal = await authenticator.resolve(token.strip())
         if principal is None:
             raise _unauthorized("The API key is not valid (unknown, malformed or revoked).")
         if principal.scope not in scopes:
@@ -87,7 +91,10 @@ def _requiring(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
     return authenticate
 
 
-IngestPrincipal = Annotated[Principal, Depends(_requiring(SCOPE_INGEST, SCOPE_READWRITE))]
+authenticate_ingest = _requiring(SCOPE_INGEST, SCOPE_READWRITE)
+"""The principal of a request that posts messages (401 or 403 otherwise)."""
+
+IngestPrincipal = Annotated[Principal, Depends(authenticate_ingest)]
 """Who posts messages: an ingest or a read/write key."""
 
 ApiPrincipal = Annotated[Principal, Depends(_requiring(SCOPE_READWRITE))]

@@ -7,6 +7,7 @@ sha256 of the whole key, compared with `hmac.compare_digest`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from crm_core.exceptions import ApiKeyError
 from crm_core.models import ApiKey
@@ -26,6 +28,7 @@ from crm_core.models.api_key import SCOPES
 from crm_core.models.base import utcnow
 
 _TOKEN = re.compile(r"crm_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
+_REFRESH_AHEAD = 0.2  # the last fifth of an answer's life: refresh it in the background
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,10 @@ class Authenticator:
     """Checks bearer keys against the database, remembering answers for `cache_seconds`.
 
     The cache keeps the ingest path free of a query per request; a revoked key is refused at
-    most `cache_seconds` later (0 disables the cache).
+    most `cache_seconds` later (0 disables the cache). When an answer is about to expire, one
+    request refreshes it in the background while the others keep using it, and requests that
+    find no answer share one lookup: the traffic of a busy key never waits on the database
+    all at once.
     """
 
     def __init__(self, engine: Engine, cache_seconds: float) -> None:
@@ -84,16 +90,36 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
-    def cached(self, token: str) -> tuple[bool, Principal | None]:
-        """(True, answer) when the cache knows the token, else (False, None)."""
-        entry = self._cache.get(hash_key(token)) if self.cache_seconds > 0 else None
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
+    async def resolve(self, token: str) -> Principal | None:
+        """The key's principal, or None for a malformed, unknown or revoked key."""
+        if self.cache_seconds <= 0:
+            return await run_in_threadpool(self.authenticate, token)
+        digest = hash_key(token)
+        entry = self._cache.get(digest)
+        now = time.monotonic()
+        if entry is not None and now <= entry[0]:
+            if entry[0] - now < self.cache_seconds * _REFRESH_AHEAD:
+                self._lookup_once(token, digest)  # refreshed while this answer still holds
+            return entry[1]
+        return await asyncio.shield(self._lookup_once(token, digest))
+
+    def _lookup_once(self, token: str, digest: str) -> asyncio.Future[Principal | None]:
+        running = self._lookups.get(digest)
+        if running is None:
+            running = asyncio.ensure_future(run_in_threadpool(self.authenticate, token))
+            self._lookups[digest] = running
+            running.add_done_callback(lambda done: self._finished(digest, done))
+        return running
+
+    def _finished(self, digest: str, done: asyncio.Future[Principal | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: a failed background refresh is not an unhandled one
 
     def authenticate(self, token: str) -> Principal | None:
-        """The key's principal, or None for a malformed, unknown or revoked key."""
+        """The key's principal from the database (blocking), remembered for `cache_seconds`."""
         digest = hash_key(token)
         principal = self._lookup(token, digest)
         if self.cache_seconds > 0:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -107,6 +109,64 @@ def test_auth_can_be_switched_off_for_local_trials(sqlite_url: str, make_app: Ap
     app = make_app(sqlite_url, auth_enabled=False)
     with TestClient(app) as client:
         assert client.post("/ingest/message", json=EXAMPLE).status_code == 202
+
+
+class CountingAuthenticator(api_keys.Authenticator):
+    """Counts the database lookups, each held for a while to let requests pile up."""
+
+    lookups = 0
+
+    def _lookup(self, token: str, digest: str) -> api_keys.Principal | None:
+        type(self).lookups += 1
+        time.sleep(0.05)
+        return super()._lookup(token, digest)
+
+
+def test_requests_that_miss_the_cache_share_one_lookup(
+    sqlite_url: str, make_app: AppFactory
+) -> None:
+    app = make_app(sqlite_url, api_key_cache_seconds=60)
+    token = new_key(app, "ingest")
+    authenticator = CountingAuthenticator(app.state.database.engine, 60)
+    CountingAuthenticator.lookups = 0
+
+    async def burst() -> list[api_keys.Principal | None]:
+        return await asyncio.gather(*(authenticator.resolve(token) for _ in range(50)))
+
+    principals = asyncio.run(burst())
+    assert CountingAuthenticator.lookups == 1
+    assert all(p is not None and p.scope == "ingest" for p in principals)
+
+
+def test_an_answer_about_to_expire_is_refreshed_while_it_is_still_used(
+    sqlite_url: str, make_app: AppFactory
+) -> None:
+    app = make_app(sqlite_url)
+    token = new_key(app, "ingest")
+    authenticator = CountingAuthenticator(app.state.database.engine, 10)
+    CountingAuthenticator.lookups = 0
+
+    async def scenario() -> tuple[api_keys.Principal | None, api_keys.Principal | None]:
+        first = await authenticator.resolve(token)
+        digest = api_keys.hash_key(token)
+        _expires, principal = authenticator._cache[digest]
+        authenticator._cache[digest] = (time.monotonic() + 1, principal)  # 1 s of 10 left
+        with app.state.database.sessionmaker() as session:
+            key = session.scalars(select(ApiKey)).one()
+            api_keys.revoke_key(session, str(key.id))
+        still = await authenticator.resolve(token)  # served from the cache, refresh started
+        for _ in range(100):
+            if not authenticator._lookups:
+                break
+            await asyncio.sleep(0.01)
+        return first, still
+
+    first, still = asyncio.run(scenario())
+    assert first is not None
+    assert still is not None
+    assert CountingAuthenticator.lookups == 2  # the first answer, then the refresh
+    assert authenticator._cache[api_keys.hash_key(token)][1] is None  # the revocation is seen
+    assert asyncio.run(authenticator.resolve(token)) is None
 
 
 # The command line
