@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
 import psycopg
 from fastapi.concurrency import run_in_threadpool
@@ -26,11 +27,19 @@ from crm_core.database import Database
 from crm_core.exceptions import DatabaseUnavailableError
 from crm_core.models.base import utcnow
 from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
-from crm_core.services.ingest import PgSteps, StoredMessage, pg_steps, store_messages
+from crm_core.services.ingest import (
+    Statement,
+    StoredMessage,
+    leftovers,
+    pg_known_steps,
+    pg_steps,
+    store_messages,
+)
 
 logger = logging.getLogger("crm_core.ingest")
 
 Pending = tuple[IngestMessage, "asyncio.Future[StoredMessage]"]
+R = TypeVar("R")
 
 
 class GroupCommitter:
@@ -88,27 +97,58 @@ class GroupCommitter:
     async def _store_async(
         self, messages: Sequence[IngestMessage]
     ) -> list[StoredMessage | Exception]:
+        """Usually one statement, its own transaction: every message whose sender is known and
+        that is new. The others (new senders, messages already stored) then take the full
+        path, in one transaction."""
+        now = utcnow()
         try:
-            return list(await self._store_together(messages))
+            first = await self._run(lambda: pg_known_steps(messages, now), transaction=False)
         except psycopg.Error:
             if len(messages) == 1:
                 raise
+            return await self._store_each(messages)
+        rest = leftovers(first)
+        if not rest:
+            return [result for result in first if result is not None]
+        others = [messages[index] for index in rest]
+        outcome: Sequence[StoredMessage | Exception]
+        try:
+            outcome = await self._run(_steps_of(others, now), transaction=True)
+        except DatabaseUnavailableError as exc:  # the first ones are committed: only the others
+            outcome = [exc] * len(others)
+        except psycopg.Error as exc:
+            outcome = [exc] if len(others) == 1 else await self._store_each(others)
+        results: list[StoredMessage | Exception | None] = list(first)
+        for index, result in zip(rest, outcome, strict=True):
+            results[index] = result
+        return [result for result in results if result is not None]
+
+    async def _store_each(
+        self, messages: Sequence[IngestMessage]
+    ) -> list[StoredMessage | Exception]:
+        """One message the database refused must not fail its neighbours: store each alone."""
         logger.warning("a grouped commit of %d messages failed; storing each alone", len(messages))
         results: list[StoredMessage | Exception] = []
+        now = utcnow()
         for message in messages:
             try:
-                results.append((await self._store_together([message]))[0])
+                results.append((await self._run(_steps_of([message], now), transaction=True))[0])
             except Exception as exc:
                 results.append(exc)
         return results
 
-    async def _store_together(self, messages: Sequence[IngestMessage]) -> list[StoredMessage]:
-        """One transaction on the worker's async connection (retried once on a deadlock)."""
+    async def _run(
+        self, make_steps: Callable[[], Generator[Statement, Any, R]], *, transaction: bool
+    ) -> R:
+        """Run the steps on the worker's async connection (autocommit), in a transaction of
+        their own when asked; retried once on a deadlock or serialization failure."""
         for attempt in (1, 2):
             connection = await self._connection()
             try:
+                if not transaction:
+                    return await run_async(connection, make_steps())
                 async with connection.transaction():
-                    return await run_async(connection, pg_steps(messages, utcnow()))
+                    return await run_async(connection, make_steps())
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 2:
                     raise
@@ -126,7 +166,7 @@ class GroupCommitter:
         assert self._pg_dsn is not None
         try:
             connection = await psycopg.AsyncConnection.connect(
-                self._pg_dsn, connect_timeout=self.connect_timeout
+                self._pg_dsn, connect_timeout=self.connect_timeout, autocommit=True
             )
         except psycopg.OperationalError as exc:
             reason = (str(exc).strip().splitlines() or ["no answer"])[0]
@@ -157,10 +197,17 @@ class GroupCommitter:
         return results
 
 
+def _steps_of(
+    messages: Sequence[IngestMessage], now: datetime
+) -> Callable[[], Generator[Statement, Any, list[StoredMessage]]]:
+    """A fresh `pg_steps` generator at each attempt."""
+    return lambda: pg_steps(messages, now)
+
+
 async def run_async(
-    connection: psycopg.AsyncConnection[Any], steps: PgSteps
-) -> list[StoredMessage]:
-    """Run `pg_steps` on an async connection, in its current transaction."""
+    connection: psycopg.AsyncConnection[Any], steps: Generator[Statement, Any, R]
+) -> R:
+    """Run statement steps (`pg_known_steps`, `pg_steps`) on an async connection."""
     async with connection.cursor() as cursor:
         try:
             statement, parameters = next(steps)
@@ -169,8 +216,8 @@ async def run_async(
                 rows = await cursor.fetchall() if cursor.description else []
                 statement, parameters = steps.send(rows)
         except StopIteration as done:
-            stored: list[StoredMessage] = done.value
-            return stored
+            result: R = done.value
+            return result
 
 
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock

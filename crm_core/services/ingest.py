@@ -57,35 +57,54 @@ def insert_ignoring_conflicts(connection: Connection, table: Table, *columns: st
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(columns))
 
 
-# On PostgreSQL a batch is sent as one JSON document (json_to_recordset): one statement text
-# whatever the batch size, so it is parsed and planned once, and each pair is an index lookup
-# (a join with the batch) even when the table's statistics are stale. One JSON text, encoded by
-# pydantic-core and parsed by the server, costs a fraction of binding thousands of array
-# elements one by one. The statements are psycopg's (%(name)s), run by the sync path (the
-# DBAPI connection under SQLAlchemy's transaction) and by the async one.
+# On PostgreSQL a batch is sent as arrays (unnest): one statement text whatever the batch size,
+# so it is parsed and planned once, and each pair is an index lookup (a join with the batch)
+# even when the table's statistics are stale. The arrays are bound in binary (%(name)b), which
+# psycopg encodes several times faster than their text form. The statements are psycopg's, run
+# by the sync path (the DBAPI connection under SQLAlchemy's transaction) and the async one.
 PG_INSERT_CONTACTS = (
     "INSERT INTO crm_contacts (id, source, sender_id, attributes, created_at, updated_at) "
-    "SELECT gen_random_uuid(), source, sender_id, '{}'::jsonb, %(now)s, %(now)s "
-    "FROM json_to_recordset(%(contacts)s::json) AS b (source varchar, sender_id varchar) "
+    "SELECT gen_random_uuid(), source, sender_id, '{}'::jsonb, %(now)b, %(now)b FROM unnest("
+    "%(sources)b::varchar[], %(senders)b::varchar[]) AS b (source, sender_id) "
     "ON CONFLICT (source, sender_id) DO NOTHING"
 )
 PG_SELECT_CONTACTS = (
-    "SELECT c.source, c.sender_id, c.id "
-    "FROM json_to_recordset(%(contacts)s::json) AS k (source varchar, sender_id varchar) "
+    "SELECT c.source, c.sender_id, c.id FROM unnest(%(sources)b::varchar[], "
+    "%(senders)b::varchar[]) AS k (source, sender_id) "
     "JOIN crm_contacts AS c ON c.source = k.source AND c.sender_id = k.sender_id"
 )
 PG_INSERT_MESSAGES = (
     "INSERT INTO crm_messages "
     "(id, contact_id, source, sender_id, content, metadata, channel_message_id, received_at) "
-    "SELECT id, contact_id, source, sender_id, content, metadata, channel_message_id, %(now)s "
-    "FROM json_to_recordset(%(rows)s::json) AS b (id uuid, contact_id uuid, source varchar, "
-    "sender_id varchar, content text, metadata jsonb, channel_message_id varchar) "
+    "SELECT id, contact_id, source, sender_id, content, metadata, channel_message_id, %(now)b "
+    "FROM unnest(%(ids)b::uuid[], %(contact_ids)b::uuid[], %(sources)b::varchar[], "
+    "%(senders)b::varchar[], %(contents)b::text[], %(metadata)b::jsonb[], "
+    "%(channel_ids)b::varchar[]) "
+    "AS b (id, contact_id, source, sender_id, content, metadata, channel_message_id) "
     "ON CONFLICT (source, channel_message_id) DO NOTHING RETURNING id"
+)
+# The usual case in one statement, its own transaction: store the messages whose sender is
+# already a contact, in the order that every batch uses (so that concurrent ones cannot
+# deadlock); a message of a new sender, or one already stored, is left for `pg_steps`. The
+# batch travels as one JSON document, encoded by pydantic-core and parsed by the server (far
+# cheaper than binding thousands of array elements one by one); each contact is an index lookup
+# (OFFSET 0 keeps the planner from turning it into a scan of every contact).
+PG_INSERT_KNOWN = (
+    "INSERT INTO crm_messages "
+    "(id, contact_id, source, sender_id, content, metadata, channel_message_id, received_at) "
+    "SELECT b.id, c.id, b.source, b.sender_id, b.content, b.metadata, b.channel_message_id, "
+    "%(now)b FROM unnest(%(ids)b::uuid[], %(sources)b::varchar[], %(canonical)b::varchar[], "
+    "%(senders)b::varchar[], %(contents)b::text[], %(metadata)b::jsonb[], "
+    "%(channel_ids)b::varchar[]) WITH ORDINALITY "
+    "AS b (id, source, canonical, sender_id, content, metadata, channel_message_id, position) "
+    "JOIN crm_contacts AS c ON c.source = b.source AND c.sender_id = b.canonical "
+    "ORDER BY b.position "
+    "ON CONFLICT (source, channel_message_id) DO NOTHING RETURNING id, contact_id"
 )
 PG_SELECT_MESSAGES = (
     "SELECT m.source, m.channel_message_id, m.id, m.contact_id, m.received_at "
-    "FROM json_to_recordset(%(keys)s::json) AS k (source varchar, channel_message_id varchar) "
-    "JOIN crm_messages AS m "
+    "FROM unnest(%(sources)b::varchar[], %(channel_ids)b::varchar[]) "
+    "AS k (source, channel_message_id) JOIN crm_messages AS m "
     "ON m.source = k.source AND m.channel_message_id = k.channel_message_id"
 )
 
@@ -142,7 +161,14 @@ class _Plan:
         """Give each row its contact; the rows in the order they are inserted."""
         for row, key in zip(self.rows, self.row_keys, strict=True):
             row["contact_id"] = contact_ids[key]
-        return sorted(self.rows, key=lambda row: (row["source"], row["channel_message_id"] or ""))
+        return [self.rows[index] for index in self.insert_order()]
+
+    def insert_order(self) -> list[int]:
+        """The rows' positions in the one order every batch inserts them in."""
+        return sorted(
+            range(len(self.rows)),
+            key=lambda i: (self.rows[i]["source"], self.rows[i]["channel_message_id"] or ""),
+        )
 
     def not_inserted(self, inserted: set[uuid.UUID]) -> list[tuple[str, str]]:
         missing = {
@@ -166,28 +192,83 @@ class _Plan:
         return results
 
 
+KnownSteps = Generator[Statement, list[tuple[Any, ...]], list["StoredMessage | None"]]
+
+
+def pg_known_steps(messages: Sequence[IngestMessage], now: datetime) -> KnownSteps:
+    """Store, in one statement, the messages whose sender is a contact already and that are not
+    stored yet: their results, and None for each other message (for `pg_steps`)."""
+    plan = _Plan.of(messages, now)
+    order = plan.insert_order()
+    rows = [plan.rows[i] for i in order]
+    returned = yield (
+        PG_INSERT_KNOWN,
+        {
+            "ids": [row["id"] for row in rows],
+            "sources": [row["source"] for row in rows],
+            "canonical": [plan.row_keys[i][1] for i in order],
+            "senders": [row["sender_id"] for row in rows],
+            "contents": [row["content"] for row in rows],
+            "metadata": [to_json(row["metadata"]).decode() for row in rows],
+            "channel_ids": [row["channel_message_id"] for row in rows],
+            "now": now,
+        },
+    )
+    contact_of: dict[uuid.UUID, uuid.UUID] = dict(returned)
+    results: list[StoredMessage | None] = []
+    for index, row_index in enumerate(plan.row_of):
+        row_id = plan.rows[row_index]["id"]
+        contact_id = contact_of.get(row_id)
+        if contact_id is None:
+            results.append(None)
+        else:
+            results.append(StoredMessage(row_id, contact_id, now, not plan.own[index]))
+    return results
+
+
+def leftovers(first: Sequence[StoredMessage | None]) -> list[int]:
+    """The positions `pg_known_steps` left for `pg_steps`."""
+    return [index for index, result in enumerate(first) if result is None]
+
+
 def pg_steps(messages: Sequence[IngestMessage], now: datetime) -> PgSteps:
     """The statements that store a batch on PostgreSQL, each sent its predecessor's rows."""
     plan = _Plan.of(messages, now)
-    keys = [{"source": source, "sender_id": sender_id} for source, sender_id in plan.contact_keys]
-    found = yield PG_SELECT_CONTACTS, {"contacts": to_json(keys).decode()}
+    sources = [source for source, _ in plan.contact_keys]
+    senders = [sender_id for _, sender_id in plan.contact_keys]
+    found = yield PG_SELECT_CONTACTS, {"sources": sources, "senders": senders}
     contact_ids = {(source, sender): contact for source, sender, contact in found}
-    if len(contact_ids) < len(keys):  # new senders: create their contacts, then read them
-        new = to_json([key for key in keys if (key["source"], key["sender_id"]) not in contact_ids])
-        yield PG_INSERT_CONTACTS, {"contacts": new.decode(), "now": now}
-        created = yield PG_SELECT_CONTACTS, {"contacts": new.decode()}
+    if len(contact_ids) < len(plan.contact_keys):  # new senders: create their contacts
+        new = [key for key in plan.contact_keys if key not in contact_ids]
+        keys = {"sources": [source for source, _ in new], "senders": [sender for _, sender in new]}
+        yield PG_INSERT_CONTACTS, {**keys, "now": now}
+        created = yield PG_SELECT_CONTACTS, keys
         contact_ids.update({(source, sender): contact for source, sender, contact in created})
     rows = plan.attach(contact_ids)
-    document = to_json(rows, exclude={"received_at"}).decode()
-    returned = yield PG_INSERT_MESSAGES, {"rows": document, "now": now}
+    returned = yield (
+        PG_INSERT_MESSAGES,
+        {
+            "ids": [row["id"] for row in rows],
+            "contact_ids": [row["contact_id"] for row in rows],
+            "sources": [row["source"] for row in rows],
+            "senders": [row["sender_id"] for row in rows],
+            "contents": [row["content"] for row in rows],
+            "metadata": [to_json(row["metadata"]).decode() for row in rows],
+            "channel_ids": [row["channel_message_id"] for row in rows],
+            "now": now,
+        },
+    )
     inserted = {row[0] for row in returned}
     missing = plan.not_inserted(inserted)
     originals: dict[tuple[str, str], StoredMessage] = {}
     if missing:
-        keys = [
-            {"source": source, "channel_message_id": channel_id} for source, channel_id in missing
-        ]
-        stored = yield PG_SELECT_MESSAGES, {"keys": to_json(keys).decode()}
+        stored = yield (
+            PG_SELECT_MESSAGES,
+            {
+                "sources": [source for source, _ in missing],
+                "channel_ids": [channel_id for _, channel_id in missing],
+            },
+        )
         originals = {
             (source, channel_id): StoredMessage(message_id, contact_id, at.astimezone(UTC), True)
             for source, channel_id, message_id, contact_id, at in stored
@@ -195,7 +276,17 @@ def pg_steps(messages: Sequence[IngestMessage], now: datetime) -> PgSteps:
     return plan.results(inserted, originals)
 
 
-def run_pg_steps(connection: Connection, steps: PgSteps) -> list[StoredMessage]:
+def merge(
+    first: Sequence[StoredMessage | None], rest: Sequence[int], stored: Sequence[StoredMessage]
+) -> list[StoredMessage]:
+    """The results of `pg_known_steps`, completed at `rest` by those of `pg_steps`."""
+    results = list(first)
+    for index, result in zip(rest, stored, strict=True):
+        results[index] = result
+    return [result for result in results if result is not None]
+
+
+def run_pg_steps(connection: Connection, steps: Generator[Statement, Any, Any]) -> Any:
     """Run the steps on the DBAPI connection under `connection`'s transaction."""
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -255,7 +346,12 @@ def store_messages(
     """
     now = utcnow()
     if connection.dialect.name == "postgresql":
-        return run_pg_steps(connection, pg_steps(messages, now))
+        first = run_pg_steps(connection, pg_known_steps(messages, now))
+        rest = leftovers(first)
+        if not rest:
+            return [result for result in first if result is not None]
+        stored = run_pg_steps(connection, pg_steps([messages[i] for i in rest], now))
+        return merge(first, rest, stored)
     plan = _Plan.of(messages, now)
     rows = plan.attach(resolve_contacts(connection, plan.contact_keys, now))
     inserted = _insert_messages(connection, rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,7 +17,7 @@ from crm_core.models.base import utcnow
 from crm_core.models.idempotency_key import PROCESSING
 from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
 from crm_core.services import idempotency
-from crm_core.services.group_commit import store_batch
+from crm_core.services.group_commit import GroupCommitter, store_batch
 from crm_core.services.ingest import store_messages
 
 WHATSAPP: dict[str, Any] = {
@@ -212,6 +213,59 @@ def test_parallel_identical_messages_are_one_row(database: Database) -> None:
     assert count(database.engine, Contact) == 1
     assert len({result.id for result in results}) == 1
     assert sum(not result.duplicate for result in results) == 1
+
+
+def mixed_batch(tag: str) -> tuple[list[IngestMessage], list[bool]]:
+    """Messages of a known sender and of new ones, new and already stored, some repeated in the
+    batch; with whether each one's result must say duplicate."""
+
+    def message(sender: str, message_id: str | None) -> IngestMessage:
+        metadata = {"message_id": f"wamid.{tag}.{message_id}"} if message_id else {}
+        return IngestMessage.model_validate(
+            {"source": "whatsapp", "sender_id": sender, "content": "oi", "metadata": metadata}
+        )
+
+    known, new = "5511999990001", "5511999990002"
+    messages = [
+        message(known, "1"),  # known sender, new message
+        message(new, "2"),  # a new sender
+        message(known, "stored"),  # already stored
+        message(known, "1"),  # repeated in this batch
+        message(known, None),  # no channel id
+        message(new, "3"),
+        message(new, "2"),  # repeated in this batch, its first from a new sender
+    ]
+    return messages, [False, False, True, True, False, False, True]
+
+
+@pytest.mark.parametrize("path", ["batch", "group commit"])
+def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, path: str) -> None:
+    messages, duplicates = mixed_batch(path)
+    store_batch(database, [messages[2]])  # the known sender, and the message already stored
+    results: list[Any]
+    if path == "batch":
+        results = store_batch(database, messages)
+    else:
+        committer = GroupCommitter(database)
+
+        async def flush() -> list[Any]:
+            try:
+                return await committer._store_async(messages)  # one flush of them all
+            finally:
+                await committer.aclose()
+
+        results = asyncio.run(flush()) if committer._pg_dsn else committer._store(messages)
+    assert [result.duplicate for result in results] == duplicates
+    assert count(database.engine, Message) == 5
+    assert count(database.engine, Contact) == 2
+    ids = [result.id for result in results]
+    assert ids[3] == ids[0]
+    assert ids[6] == ids[1]
+    with database.engine.connect() as connection:
+        rows = dict(connection.execute(select(Message.id, Message.contact_id)).all())
+    for message, result in zip(messages, results, strict=True):
+        assert rows[result.id] == result.contact_id, message
+    assert len({results[0].contact_id, results[1].contact_id}) == 2
 
 
 def test_parallel_requests_with_one_idempotency_key_are_one_row(database: Database) -> None:
