@@ -18,7 +18,7 @@ from crm_core.models.idempotency_key import PROCESSING
 from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
 from crm_core.services import idempotency
 from crm_core.services.group_commit import GroupCommitter, store_batch
-from crm_core.services.ingest import store_messages
+from crm_core.services.ingest import StoredMessage, store_messages
 
 WHATSAPP: dict[str, Any] = {
     "source": "whatsapp",
@@ -242,9 +242,9 @@ def mixed_batch(tag: str) -> tuple[list[IngestMessage], list[bool]]:
 def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, path: str) -> None:
     messages, duplicates = mixed_batch(path)
     store_batch(database, [messages[2]])  # the known sender, and the message already stored
-    results: list[Any]
+    outcome: list[Any]
     if path == "batch":
-        results = store_batch(database, messages)
+        outcome = store_batch(database, messages)
     else:
         committer = GroupCommitter(database)
 
@@ -254,7 +254,9 @@ def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, pat
             finally:
                 await committer.aclose()
 
-        results = asyncio.run(flush()) if committer._pg_dsn else committer._store(messages)
+        outcome = asyncio.run(flush()) if committer._pg_dsn else committer._store(messages)
+    results = [result for result in outcome if isinstance(result, StoredMessage)]
+    assert len(results) == len(messages), outcome
     assert [result.duplicate for result in results] == duplicates
     assert count(database.engine, Message) == 5
     assert count(database.engine, Contact) == 2
