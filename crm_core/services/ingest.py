@@ -9,6 +9,7 @@ with one row each, on PostgreSQL and on SQLite alike.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class StoredMessage:
         }
 
 
+@functools.lru_cache(maxsize=256)  # the messages of one commit share their time
 def utc_text(moment: datetime) -> str:
     """ISO 8601 with a `Z`, as the API writes every UTC timestamp."""
     return moment.isoformat().replace("+00:00", "Z")

@@ -18,6 +18,7 @@ a number that is not 8 to 15 digits long (E.164's maximum) or starts with 0.
 
 from __future__ import annotations
 
+import functools
 import re
 
 WHATSAPP = "whatsapp"
@@ -49,6 +50,7 @@ def brazilian_canonical(digits: str) -> str:
     return digits
 
 
+@functools.lru_cache(maxsize=65_536)  # a busy channel hears from the same people all day
 def canonical_sender_id(source: str, sender_id: str) -> str:
     """The form under which the contact of (source, sender_id) is stored and found."""
     if source == WHATSAPP:
