@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a checked API key is remembered (a revocation waits this long).",
     )
+    idempotency_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "How long an Idempotency-Key's first request may run: after this, a retry with the "
+            "same key and body takes the key over (its first request died before committing)."
+        ),
+    )
     ingest_validation_only: bool = Field(
         default=False,
         description=(

@@ -8,7 +8,11 @@ committed together. Whoever comes second meets the row:
 - same fingerprint, still processing: 409 (retry later);
 - another fingerprint: 422 (the key was reused for a different request).
 
-If the work fails, the claim is withdrawn so that a retry can run.
+If the work fails, the claim is withdrawn so that a retry can run. If the process dies before
+it can (killed, or its machine lost), the claim stays `processing`; once it is older than the
+lease, a retry with the same key and body takes it over under a new claim id, so the dead
+request's claim can neither complete nor withdraw it any more. The work and the `completed`
+state commit together, so a claim still `processing` means that no work was committed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, select, update
@@ -64,9 +69,10 @@ def run_once(
     key: str,
     request_fingerprint: str,
     work: Callable[[Connection], Outcome],
+    lease_seconds: float = 60.0,
 ) -> Outcome:
     """Run `work` once per (principal, key); replay, or refuse, every later request."""
-    claim = _claim(engine, principal, key, request_fingerprint)
+    claim = _claim(engine, principal, key, request_fingerprint, lease_seconds)
     if isinstance(claim, Outcome):
         return claim
     try:
@@ -90,7 +96,7 @@ def run_once(
 
 
 def _claim(
-    engine: Engine, principal: str, key: str, request_fingerprint: str
+    engine: Engine, principal: str, key: str, request_fingerprint: str, lease_seconds: float
 ) -> uuid.UUID | Outcome:
     claim_id = uuid.uuid4()
     with engine.begin() as connection:
@@ -113,6 +119,26 @@ def _claim(
                 KEYS.c.principal == principal, KEYS.c.key == key
             )
         ).first()
+        if (
+            existing is not None
+            and existing.state == PROCESSING
+            and existing.fingerprint == request_fingerprint
+        ):
+            # Only one retry wins: the row lock makes a second one re-read the new created_at.
+            now = utcnow()
+            taken = connection.execute(
+                update(KEYS)
+                .where(
+                    KEYS.c.principal == principal,
+                    KEYS.c.key == key,
+                    KEYS.c.state == PROCESSING,
+                    KEYS.c.created_at < now - timedelta(seconds=lease_seconds),
+                )
+                .values(id=claim_id, created_at=now)
+                .returning(KEYS.c.id)
+            ).first()
+            if taken is not None:
+                return claim_id
     if existing is None or existing.state == PROCESSING:
         # (None: the first request failed and withdrew its claim a moment ago.)
         if existing is not None and existing.fingerprint != request_fingerprint:

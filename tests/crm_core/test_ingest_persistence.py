@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -158,22 +159,28 @@ def _key_id(client: TestClient) -> str:
     return str(principal.key_id)
 
 
-def test_an_idempotency_key_whose_first_request_runs_is_409(any_client: TestClient) -> None:
-    body = {**WHATSAPP, "metadata": {}}
+def claim_key(client: TestClient, body: dict[str, Any], *, age_seconds: float) -> None:
+    """A `processing` claim of `pedido-123` for `body`, as a request that started
+    `age_seconds` ago (and maybe died) leaves it."""
     fingerprint = idempotency.fingerprint(
         "POST", "/ingest/message", IngestMessage.model_validate(body).model_dump()
     )
-    with engine_of(any_client).begin() as connection:
+    with engine_of(client).begin() as connection:
         connection.execute(
             insert(IdempotencyKey).values(
                 id=uuid.uuid4(),
-                principal=_key_id(any_client),
+                principal=_key_id(client),
                 key="pedido-123",
                 fingerprint=fingerprint,
                 state=PROCESSING,
-                created_at=utcnow(),
+                created_at=utcnow() - timedelta(seconds=age_seconds),
             )
         )
+
+
+def test_an_idempotency_key_whose_first_request_runs_is_409(any_client: TestClient) -> None:
+    body = {**WHATSAPP, "metadata": {}}
+    claim_key(any_client, body, age_seconds=0)
     response = any_client.post(
         "/ingest/message", json=body, headers={"Idempotency-Key": "pedido-123"}
     )
@@ -181,6 +188,23 @@ def test_an_idempotency_key_whose_first_request_runs_is_409(any_client: TestClie
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"] == "1"
     assert count(engine_of(any_client), Message) == 0
+
+
+def test_a_key_left_processing_past_its_lease_is_taken_over_by_a_retry(
+    any_client: TestClient,
+) -> None:
+    """The first request died before committing (its work and the key commit together)."""
+    body = {**WHATSAPP, "metadata": {}}
+    claim_key(any_client, body, age_seconds=61)  # the default lease is 60 s
+    headers = {"Idempotency-Key": "pedido-123"}
+    other = {**body, "content": "outra coisa"}
+    assert any_client.post("/ingest/message", json=other, headers=headers).status_code == 422
+    first = any_client.post("/ingest/message", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    again = any_client.post("/ingest/message", json=body, headers=headers)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert count(engine_of(any_client), Message) == 1
 
 
 @pytest.mark.parametrize(
@@ -281,6 +305,40 @@ def test_parallel_requests_with_one_idempotency_key_are_one_row(database: Databa
     def attempt(_: int) -> int:
         try:
             return idempotency.run_once(database.engine, "anonymous", "k", fingerprint, work).status
+        except Exception as exc:
+            return int(getattr(exc, "status", 500))
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        statuses = list(pool.map(attempt, range(PARALLEL)))
+    assert count(database.engine, Message) == 1
+    assert statuses.count(202) == 1
+    assert set(statuses) <= {200, 202, 409}, statuses
+
+
+def test_parallel_retries_of_an_expired_claim_run_it_once(database: Database) -> None:
+    message = IngestMessage.model_validate({**WHATSAPP, "metadata": {}})
+    fingerprint = idempotency.fingerprint("POST", "/ingest/message", message.model_dump())
+    with database.engine.begin() as connection:
+        connection.execute(
+            insert(IdempotencyKey).values(
+                id=uuid.uuid4(),
+                principal="anonymous",
+                key="k",
+                fingerprint=fingerprint,
+                state=PROCESSING,
+                created_at=utcnow() - timedelta(minutes=5),
+            )
+        )
+
+    def work(connection: Any) -> idempotency.Outcome:
+        stored = store_messages(connection, [message])[0]
+        return idempotency.Outcome(202, stored.receipt())
+
+    def attempt(_: int) -> int:
+        try:
+            return idempotency.run_once(
+                database.engine, "anonymous", "k", fingerprint, work, lease_seconds=60
+            ).status
         except Exception as exc:
             return int(getattr(exc, "status", 500))
 

@@ -37,6 +37,7 @@ from crm_core.schemas.ingest import (
     IngestReceipt,
 )
 from crm_core.services import idempotency
+from crm_core.services.api_keys import Principal
 from crm_core.services.group_commit import GroupCommitter
 from crm_core.services.ingest import StoredMessage, store_messages, utc_text
 
@@ -79,17 +80,28 @@ async def ingest_message(
         code = status.HTTP_200_OK if stored.duplicate else status.HTTP_202_ACCEPTED
         return idempotency.Outcome(code, stored.receipt(), replayed=stored.duplicate)
 
+    outcome = await _run_once(request, principal, key, message.model_dump(), work)
+    return _json(outcome.status, outcome.body, replayed=outcome.replayed)
+
+
+async def _run_once(
+    request: Request,
+    principal: Principal,
+    key: str,
+    payload: Any,
+    work: Callable[[Connection], idempotency.Outcome],
+) -> idempotency.Outcome:
+    """Run `work` under the request's Idempotency-Key (in a thread: it blocks on the database)."""
     database: Database = request.app.state.database
-    fingerprint = idempotency.fingerprint("POST", request.url.path, message.model_dump())
-    outcome = await run_in_threadpool(
+    return await run_in_threadpool(
         idempotency.run_once,
         database.engine,
         principal.key_id,
         idempotency.check_key(key),
-        fingerprint,
+        idempotency.fingerprint("POST", request.url.path, payload),
         work,
+        request.app.state.settings.idempotency_lease_seconds,
     )
-    return _json(outcome.status, outcome.body, replayed=outcome.replayed)
 
 
 async def _serve_message(request: Request) -> Response:
@@ -223,15 +235,7 @@ async def ingest_messages(
 
         outcome = await run_in_threadpool(run)
     else:
-        fingerprint = idempotency.fingerprint("POST", request.url.path, batch.model_dump())
-        outcome = await run_in_threadpool(
-            idempotency.run_once,
-            database.engine,
-            principal.key_id,
-            idempotency.check_key(key),
-            fingerprint,
-            work,
-        )
+        outcome = await _run_once(request, principal, key, batch.model_dump(), work)
     # The body is built from plain values already: sent as it is, not validated again.
     return _json(outcome.status, outcome.body, replayed=outcome.replayed)
 
