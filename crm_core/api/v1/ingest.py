@@ -126,37 +126,39 @@ async def _serve_message(request: Request) -> Response:
 
 
 def _json_document(body: bytes) -> Any:
-    """The parsed body; malformed JSON and a missing body fail as FastAPI reports them."""
+    """The parsed body; malformed JSON and a missing body fail as FastAPI reports them.
+
+    The body must be UTF-8 (never guessed as UTF-16 or 32); nesting past the parser's depth
+    and integers longer than Python converts are malformed JSON too, not server errors.
+    """
     if not body:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))
     except json.JSONDecodeError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", exc.pos),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": exc.msg},
-                }
-            ]
-        ) from None
+        raise _malformed(exc.pos, exc.msg) from None
     except UnicodeDecodeError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", exc.start),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": "the body is not valid UTF-8"},
-                }
-            ]
-        ) from None
+        raise _malformed(exc.start, "the body is not valid UTF-8") from None
+    except RecursionError:
+        raise _malformed(0, "the document is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise _malformed(0, str(exc).split(";")[0]) from None
+
+
+def _malformed(position: int, reason: str) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body", position),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }
+        ]
+    )
 
 
 def _direct_route(handler: Callable[[Request], Awaitable[Response]]) -> type[APIRoute]:
