@@ -38,10 +38,11 @@ def metadata_text(value: str) -> bytes:
     return document.replace('"@@"', value).encode()
 
 
+WRONG_VALUES: tuple[Any, ...] = (None, 1, 1.5, True, [], {}, "x" * 70_000)
 WRONG_TYPES = [
     (field, value)
     for field in ("source", "sender_id", "content", "metadata")
-    for value in (None, 1, 1.5, True, [], {}, "x" * 70_000)
+    for value in WRONG_VALUES
     if not (field == "metadata" and value == {})  # the one valid pair
 ]
 
