@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -358,6 +359,53 @@ def test_parallel_http_requests_are_one_row(any_client: TestClient) -> None:
     assert [r.status_code for r in responses].count(202) == 1
     assert len({response.json()["id"] for response in responses}) == 1
     assert count(engine_of(any_client), Message) == 1
+
+
+def test_a_duplicate_storm_stores_each_message_once(any_client: TestClient) -> None:
+    """Many clients send the same messages at once, each in its own order, one by one and in
+    batches: one row per message, one 202 (or one `accepted`) each, every other answer naming
+    the same row."""
+    messages: list[dict[str, Any]] = [
+        {
+            "source": "whatsapp",
+            "sender_id": f"55119{8000_0000 + n % 7:08d}",  # 7 senders, new ones included
+            "content": f"mensagem {n}",
+            "metadata": {"message_id": f"wamid.storm.{n}"},
+        }
+        for n in range(30)
+    ]
+    clients = 12
+    rng = random.Random(5)
+    orders = [rng.sample(messages, len(messages)) for _ in range(clients)]
+
+    def send(index: int) -> list[tuple[str, int, str]]:
+        order = orders[index]
+        if index % 3 == 0:  # some clients send one batch
+            response = any_client.post("/ingest/messages", json={"messages": order})
+            assert response.status_code == 200, response.text
+            return [
+                (m["metadata"]["message_id"], 202 if r["status"] == "accepted" else 200, r["id"])
+                for m, r in zip(order, response.json()["results"], strict=True)
+            ]
+        answers = []
+        for message in order:
+            response = any_client.post("/ingest/message", json=message)
+            assert response.status_code in (200, 202), response.text
+            answers.append(
+                (message["metadata"]["message_id"], response.status_code, response.json()["id"])
+            )
+        return answers
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [answer for batch in pool.map(send, range(clients)) for answer in batch]
+    engine = engine_of(any_client)
+    assert count(engine, Message) == len(messages)
+    assert count(engine, Contact) == 7
+    for message in messages:
+        mine = [a for a in answers if a[0] == message["metadata"]["message_id"]]
+        assert len(mine) == clients
+        assert [status for _, status, _ in mine].count(202) == 1, mine
+        assert len({row_id for _, _, row_id in mine}) == 1, mine
 
 
 # Batch
