@@ -1,0 +1,319 @@
+"""Faults under load: the server killed, and PostgreSQL restarted, while messages pour in.
+
+The promise tested: a message that got a 2xx is in the database exactly once, whatever
+happened after; nothing is half-written; during an outage the answer is a 503 problem with
+Retry-After within a bounded time, never a hang or a 500; the service recovers by itself.
+Each test runs `crm-core serve` for real, on loopback, for a few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import REPO_ROOT, REQUIRE_POSTGRES_ENV
+
+BIN = Path(sys.executable).parent
+REQUEST_TIMEOUT = 15.0  # seconds a client waits; every answer must come well before
+OUTAGE_ANSWER_LIMIT = 12.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(command: list[str], url: str) -> str:
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def prepare(url: str) -> str:
+    """Migrate the database and create an ingest key; the key."""
+    run([str(BIN / "alembic"), "upgrade", "head"], url)
+    created = run([str(BIN / "crm-core"), "keys", "create", "--scope", "ingest"], url)
+    match = re.search(r"^key:\s+(\S+)$", created, re.M)
+    assert match, created
+    return match[1]
+
+
+class Server:
+    """`crm-core serve --workers 2` in its own process group, so it can be killed whole."""
+
+    def __init__(self, url: str, port: int) -> None:
+        self.url, self.port = url, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "DATABASE_URL": self.url, "CRM_LOG_LEVEL": "WARNING"}
+        self.process = subprocess.Popen(
+            [str(BIN / "crm-core"), "serve", "--port", str(self.port), "--workers", "2"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    time.sleep(1.0)  # both workers import the app
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("crm-core serve did not start within 60 s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+
+@dataclass
+class Load:
+    """Clients posting messages with unique channel ids; every answer is recorded."""
+
+    port: int
+    key: str
+    clients: int = 8
+    answers: list[tuple[str, int, float, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for index in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(index,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=REQUEST_TIMEOUT + 5)
+
+    def _client(self, index: int) -> None:
+        n = 0
+        connection: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            n += 1
+            message_id = f"wamid.fault.{index}.{n}"
+            body = json.dumps(
+                {
+                    "source": "whatsapp",
+                    "sender_id": f"55119{index:02d}{n % 50:06d}",
+                    "content": f"mensagem {n}",
+                    "metadata": {"message_id": message_id},
+                }
+            )
+            started = time.monotonic()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection(
+                        "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
+                    )
+                connection.request(
+                    "POST",
+                    "/ingest/message",
+                    body,
+                    {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
+                )
+                response = connection.getresponse()
+                payload = response.read().decode()
+                status, detail = response.status, payload
+                if status == 503:
+                    detail = (
+                        f"{response.getheader('Retry-After')}|{response.getheader('Content-Type')}"
+                    )
+            except (OSError, http.client.HTTPException) as exc:
+                status, detail = 0, type(exc).__name__  # the connection failed: no answer
+                if connection is not None:
+                    connection.close()
+                connection = None
+                time.sleep(0.05)
+            self.answers.append((message_id, status, time.monotonic() - started, detail))
+
+    def acknowledged(self) -> set[str]:
+        return {message_id for message_id, status, _, _ in self.answers if 200 <= status < 300}
+
+
+def dsn(url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def stored_ids(url: str) -> list[str]:
+    with psycopg.connect(dsn(url)) as connection:
+        rows = connection.execute("SELECT channel_message_id FROM crm_messages").fetchall()
+    return [row[0] for row in rows]
+
+
+def assert_nothing_lost_nor_half_written(url: str, load: Load) -> None:
+    stored = stored_ids(url)
+    assert len(stored) == len(set(stored)), "a message is stored twice"
+    missing = load.acknowledged() - set(stored)
+    assert not missing, (
+        f"{len(missing)} acknowledged messages are not stored: {sorted(missing)[:5]}"
+    )
+    with psycopg.connect(dsn(url)) as connection:
+        orphans = connection.execute(
+            "SELECT count(*) FROM crm_contacts c WHERE NOT EXISTS "
+            "(SELECT 1 FROM crm_messages m WHERE m.contact_id = c.id)"
+        ).fetchone()
+    assert orphans == (0,), "contacts were created without their message"
+    assert not [a for a in load.answers if a[1] >= 500 and a[1] != 503], "a 5xx other than 503"
+
+
+@pytest.mark.postgres
+def test_a_server_killed_under_load_loses_no_acknowledged_message(postgres_url: str) -> None:
+    key = prepare(postgres_url)
+    server = Server(postgres_url, free_port())
+    server.start()
+    load = Load(server.port, key)
+    try:
+        load.start()
+        time.sleep(2.0)
+        server.kill(signal.SIGKILL)  # every worker, mid-flight
+        time.sleep(0.5)
+        server.start()
+        time.sleep(2.0)
+    finally:
+        load.stop()
+        server.kill(signal.SIGTERM)
+    assert len(load.acknowledged()) > 50, "the load did not run"
+    before_kill = [a for a in load.answers if a[1] == 0]
+    assert before_kill, "no request was cut by the kill"
+    assert_nothing_lost_nor_half_written(postgres_url, load)
+
+
+# PostgreSQL restarted: a throwaway cluster of the test's own, on its own port.
+
+
+def postgres_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@dataclass
+class Cluster:
+    bin: Path
+    data: Path
+    port: int
+
+    def command(self, *args: str) -> list[str]:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return [*as_postgres, *args]
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run(
+            self.command(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", *args),
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
+        self.ctl("-o", options, "-l", str(self.data / "log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.ctl("-m", mode, "stop")
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    binaries = postgres_bin()
+    required = os.environ.get(REQUIRE_POSTGRES_ENV, "") not in ("", "0", "false")
+    if binaries is None:
+        reason = "PostgreSQL's initdb and pg_ctl are not installed, so the restart test is skipped"
+        if required:
+            pytest.fail(f"{reason}, but {REQUIRE_POSTGRES_ENV} demands it", pytrace=False)
+        pytest.skip(reason)
+    # Not under pytest's own temporary folder, which only its owner may enter: as root, the
+    # cluster runs as the postgres user.
+    data = Path(tempfile.mkdtemp(prefix="aurora-fault-cluster-"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    node = Cluster(binaries, data, free_port())
+    subprocess.run(
+        node.command(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    node.start()
+    try:
+        yield node
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            node.stop("immediate")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_postgres_restarted_under_load_gives_503_then_recovers(cluster: Cluster) -> None:
+    admin = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
+    name = f"aurora_fault_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@127.0.0.1:{cluster.port}/{name}"
+    key = prepare(url)
+    server = Server(url, free_port())
+    server.start()
+    load = Load(server.port, key)
+    try:
+        load.start()
+        time.sleep(2.0)
+        outage_started = len(load.answers)
+        cluster.stop("fast")
+        time.sleep(3.0)
+        outage = load.answers[outage_started:]
+        cluster.start()
+        time.sleep(4.0)
+        after = load.answers[len(load.answers) - 20 :]
+    finally:
+        load.stop()
+        server.kill(signal.SIGTERM)
+    unavailable = [a for a in outage if a[1] == 503]
+    assert unavailable, f"no 503 while the database was down: {sorted({a[1] for a in outage})}"
+    for _, _, seconds, detail in unavailable:
+        retry_after, content_type = detail.split("|")
+        assert retry_after.isdigit()
+        assert content_type == "application/problem+json"
+        assert seconds < OUTAGE_ANSWER_LIMIT
+    assert all(a[1] in (202, 200, 503) for a in outage), sorted({a[1] for a in outage})
+    assert all(200 <= a[1] < 300 for a in after), [a[1] for a in after]  # recovered by itself
+    assert_nothing_lost_nor_half_written(url, load)
