@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -263,6 +266,41 @@ def test_a_writer_killed_between_record_and_ledger_leaves_a_verifiable_vault(
     assert after.intact
     assert after.entries == 2
     assert after.warnings == []
+
+
+def test_certify_killed_at_random_points_never_breaks_the_vault(copy: Project) -> None:
+    """SIGKILL at random moments of real `gates certify` runs, most of them near the end where
+    the record, its twin, the attestation, the ledger and PLAN.md are written."""
+
+    def run() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gates", "certify", "--root", str(copy.root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    copy.write("src/notes.txt", "timing\n")
+    copy.commit("a commit to time a full run")
+    started = time.monotonic()
+    assert run().wait(timeout=300) == 0
+    full = time.monotonic() - started
+    rng = random.Random(8)
+    killed = 0
+    for attempt in range(6):
+        copy.write("src/notes.txt", f"attempt {attempt}\n")
+        copy.commit(f"attempt {attempt}")
+        process = run()
+        time.sleep(rng.uniform(0.3, 1.1) * full)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+        process.wait(timeout=300)
+        report = verify(copy.root)
+        assert report.intact, (attempt, report.errors)
+    assert killed >= 3, "too few runs were cut"
+    (result,) = certify(copy.root)
+    assert result.concluded
+    assert verify(copy.root).intact
 
 
 def _spec_id() -> str:
