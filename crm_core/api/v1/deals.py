@@ -36,7 +36,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/pipelines", summary="The pipelines, their stages and allowed moves")
+@router.get(
+    "/pipelines",
+    summary="The pipelines, their stages and allowed moves",
+    responses={code: _ERRORS[code] for code in (401, 403)},
+)
 def list_pipelines(_principal: ApiPrincipal) -> list[PipelinePublic]:
     return [
         PipelinePublic(
