@@ -54,6 +54,13 @@ def report(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark: one table, bench-results/results.json and PNG plots (`-- --quick`)."""
+    install_project(session, "bench")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session
 def serve(session: nox.Session) -> None:
     """Apply migrations and start the API with uvicorn (SQLite unless DATABASE_URL is set)."""
     install_project(session)

@@ -1,0 +1,332 @@
+"""Every benchmark of this folder in one run: one table, a JSON file and PNG plots.
+
+Usage: python benchmarks/run_all.py [--quick] [--out bench-results] [--skip NAME ...]
+
+Each figure is printed beside a baseline measured in the same run and their ratio; the gates'
+figures are measured at growing vault sizes (100 -> 1,000 -> 10,000; 100 -> 1,000 with
+--quick) to show how their cost grows. The results go to OUT/results.json and the plots to
+OUT/*.png (matplotlib); OUT is ignored by git. Bounded: the whole run takes under 10 minutes
+on a 2-core machine, --quick under 2. `nox -s bench` runs this.
+
+The ingest figures need PostgreSQL (AURORA_TEST_POSTGRES_URL, else the local server) and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+import lint_vault  # noqa: E402
+import report_vault  # noqa: E402
+import verify_ledger  # noqa: E402
+
+Row = dict[str, Any]
+
+
+def seconds(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def read_all(folder: Path) -> None:
+    """The baseline of a vault scan: read every file's bytes."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.read_bytes()
+
+
+def hash_all(folder: Path) -> None:
+    """The baseline of a ledger check: the sha256 of every file under the vault."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def scaled(name: str, sizes: list[int], run: Callable[[Path, int], tuple[float, float]]) -> Row:
+    points = []
+    for size in sizes:
+        folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-{size}-"))
+        try:
+            figure, baseline = run(folder, size)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        points.append({"size": size, "seconds": figure, "baseline_seconds": baseline})
+        print(f"  {name} {size:>6,}: {figure:7.2f} s (baseline {baseline:6.2f} s)", flush=True)
+    return {"name": name, "points": points}
+
+
+def lint(folder: Path, size: int) -> tuple[float, float]:
+    lint_vault.write_vault(folder, size)
+    return lint_vault.time_lint(folder, 1), seconds(lambda: read_all(folder / "vault"))
+
+
+def verify(folder: Path, size: int) -> tuple[float, float]:
+    verify_ledger.build(folder, size)
+    return verify_ledger.timed_verify(folder), seconds(lambda: hash_all(folder / "vault"))
+
+
+def report(folder: Path, size: int) -> tuple[float, float]:
+    report_vault.write_vault(folder, size)
+    figure = report_vault.time_report(folder, 1)
+    return figure, report_vault.time_copy(folder / "site")
+
+
+def certify_overhead() -> Row:
+    """`gates certify --check` against its own commands run bare, on a small real project."""
+    from tests.gates.certify_project import make_project
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-certify-"))
+    try:
+        project = make_project(folder / "demo")
+        from gates.config import load_config
+
+        config = load_config(project.root)
+        bare = [
+            list(command)
+            for name in ("lint", "types", "tests")
+            for command in config.commands[name]
+        ]
+        acceptance = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        bare.append([*acceptance, *(p.as_posix() for p in config.acceptance_paths)])
+        bare = [[sys.executable, *c[1:]] if c[0] == "python" else c for c in bare]
+        certify = [
+            [sys.executable, "-m", "gates", "certify", "--check", "--root", str(project.root)]
+        ]
+
+        def run(commands: list[list[str]]) -> float:
+            started = time.perf_counter()
+            for command in commands:
+                subprocess.run(command, cwd=project.root, capture_output=True, check=False)
+            return time.perf_counter() - started
+
+        run(bare)  # warm-up
+        figure, baseline = run(certify), run(bare)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"  certify {figure:.2f} s, its commands bare {baseline:.2f} s", flush=True)
+    return {"name": "certify", "seconds": figure, "baseline_seconds": baseline}
+
+
+def ingest(quick: bool) -> Row:
+    duration = "3" if quick else "8"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "ingest_bench.py"),
+            "--duration",
+            duration,
+            "--json",
+            "--copy-rows",
+            "50000" if quick else "200000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"ingest_bench failed:\n{result.stdout}{result.stderr}")
+    figures: dict[str, Any] = json.loads(result.stdout)
+    print(
+        f"  ingest: {figures['ratio_persisted64_to_validation']:.0%} and "
+        f"{figures['ratio_batch_to_copy']:.0%} of their baselines",
+        flush=True,
+    )
+    return {"name": "ingest", **figures}
+
+
+def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    if "ingest" in results:
+        f = results["ingest"]
+        p64, a = f["b_persisted_64"], f["a_validation_only"]
+        rows.append(
+            (
+                f"persisted ingest, 64 conns: {p64['requests_per_s']:,.0f} req/s, "
+                f"p99 {p64['p99_ms']:.0f} ms",
+                f"validation only: {a['requests_per_s']:,.0f} req/s",
+                f"{f['ratio_persisted64_to_validation']:.0%}",
+                "≥ 40%, p99 < 50 ms",
+            )
+        )
+        rows.append(
+            (
+                f"batch ingest: {f['d_batch_messages_per_s']:,.0f} msg/s",
+                f"COPY: {f['e_copy_rows_per_s']:,.0f} rows/s",
+                f"{f['ratio_batch_to_copy']:.0%}",
+                "≥ 40%",
+            )
+        )
+    if "certify" in results:
+        c = results["certify"]
+        rows.append(
+            (
+                f"gates certify (demo project): {c['seconds']:.2f} s",
+                f"its commands bare: {c['baseline_seconds']:.2f} s",
+                f"{c['seconds'] / c['baseline_seconds']:.2f}×",
+                "< 1.3×",
+            )
+        )
+    for name, what, floor in (
+        ("lint", "gates lint", "reading the files"),
+        ("verify", "gates verify", "hashing the files"),
+        ("report", "gates report", "copying the site"),
+    ):
+        if name not in results:
+            continue
+        points = results[name]["points"]
+        last = points[-1]
+        growth = " → ".join(f"{p['seconds']:.2f}" for p in points)
+        sizes = " → ".join(f"{p['size']:,}" for p in points)
+        rows.append(
+            (
+                f"{what}, {sizes} OSes: {growth} s",
+                f"{floor}: {last['baseline_seconds']:.2f} s",
+                f"{last['seconds'] / last['baseline_seconds']:.1f}×",
+                "linear growth" + (", 10,000 < 30 s" if name == "report" else ""),
+            )
+        )
+    return rows
+
+
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    floors = {
+        "lint": "reading the files",
+        "verify": "hashing the files",
+        "report": "copying the site",
+    }
+    for name in ("lint", "verify", "report"):
+        if name not in results:
+            continue
+        points = results[name]["points"]
+        figure, axes = plt.subplots(figsize=(6, 4))
+        sizes = [p["size"] for p in points]
+        axes.plot(sizes, [p["seconds"] for p in points], "o-", label=f"gates {name}")
+        axes.plot(
+            sizes, [p["baseline_seconds"] for p in points], "s--", label=f"baseline: {floors[name]}"
+        )
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("OSes in the vault")
+        axes.set_ylabel("seconds")
+        axes.set_title(f"gates {name} against vault size")
+        axes.legend()
+        axes.grid(True, which="both", alpha=0.3)
+        path = out / f"{name}.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    if "ingest" in results:
+        f = results["ingest"]
+        labels = [
+            "validation only",
+            "persisted 16",
+            "persisted 64",
+            "raw INSERT 16",
+            "batch msg/s",
+            "COPY rows/s",
+        ]
+        values = [
+            f["a_validation_only"]["requests_per_s"],
+            f["b_persisted_16"]["requests_per_s"],
+            f["b_persisted_64"]["requests_per_s"],
+            f["c_raw_insert_rows_per_s_16_clients"],
+            f["d_batch_messages_per_s"],
+            f["e_copy_rows_per_s"],
+        ]
+        figure, axes = plt.subplots(figsize=(7, 4))
+        axes.barh(labels, values)
+        axes.set_xlabel("per second (same run)")
+        axes.set_title("ingest against its baselines")
+        figure.tight_layout()
+        path = out / "ingest.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes, shorter runs (< 2 min)"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["ingest", "certify", "lint", "verify", "report"]
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("NO_COLOR", "1")
+    sizes = [100, 1_000] if args.quick else [100, 1_000, 10_000]
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}"
+        ),
+        "mode": "quick" if args.quick else "full",
+    }
+    steps: list[tuple[str, Callable[[], Row]]] = [
+        ("ingest", lambda: ingest(args.quick)),
+        ("certify", certify_overhead),
+        ("lint", lambda: scaled("lint", sizes, lint)),
+        ("verify", lambda: scaled("verify", sizes, verify)),
+        ("report", lambda: scaled("report", sizes, report)),
+    ]
+    skipped: dict[str, str] = dict.fromkeys(args.skip, "skipped on request")
+    if "ingest" not in skipped and shutil.which("wrk") is None:
+        skipped["ingest"] = "needs wrk (Debian: apt-get install wrk)"
+    for name, step in steps:
+        if name in skipped:
+            print(f"{name}: {skipped[name]}", flush=True)
+            continue
+        print(f"{name} …", flush=True)
+        results[name] = step()
+    results["skipped"] = skipped
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    pictures = plots(results, args.out)
+    rows = table(results)
+    print()
+    when, machine = results["date"], results["machine"]
+    print(f"{when} — {machine} — {results['mode']} run, {results['total_seconds']} s")
+    print()
+    print("| figure | same-run baseline | ratio | target |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    for name, reason in skipped.items():
+        print(f"({name}: {reason})")
+    print()
+    print(f"wrote {args.out / 'results.json'} and {', '.join(p.name for p in pictures)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
