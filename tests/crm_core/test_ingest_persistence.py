@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -295,17 +296,17 @@ def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, pat
     assert len({results[0].contact_id, results[1].contact_id}) == 2
 
 
-def test_parallel_requests_with_one_idempotency_key_are_one_row(database: Database) -> None:
-    message = IngestMessage.model_validate({**WHATSAPP, "metadata": {}})
-    fingerprint = idempotency.fingerprint("POST", "/ingest/message", message.model_dump())
-
-    def work(connection: Any) -> idempotency.Outcome:
-        stored = store_messages(connection, [message])[0]
-        return idempotency.Outcome(202, stored.receipt())
+def assert_run_once_in_parallel(
+    database: Database, fingerprint: str, work: Callable[[Any], idempotency.Outcome]
+) -> None:
+    """PARALLEL requests with the key `k` at once: one runs the work (202), the others replay
+    it (200) or find it running (409), and one message is stored."""
 
     def attempt(_: int) -> int:
         try:
-            return idempotency.run_once(database.engine, "anonymous", "k", fingerprint, work).status
+            return idempotency.run_once(
+                database.engine, "anonymous", "k", fingerprint, work, lease_seconds=60
+            ).status
         except Exception as exc:
             return int(getattr(exc, "status", 500))
 
@@ -314,6 +315,17 @@ def test_parallel_requests_with_one_idempotency_key_are_one_row(database: Databa
     assert count(database.engine, Message) == 1
     assert statuses.count(202) == 1
     assert set(statuses) <= {200, 202, 409}, statuses
+
+
+def test_parallel_requests_with_one_idempotency_key_are_one_row(database: Database) -> None:
+    message = IngestMessage.model_validate({**WHATSAPP, "metadata": {}})
+    fingerprint = idempotency.fingerprint("POST", "/ingest/message", message.model_dump())
+
+    def work(connection: Any) -> idempotency.Outcome:
+        stored = store_messages(connection, [message])[0]
+        return idempotency.Outcome(202, stored.receipt())
+
+    assert_run_once_in_parallel(database, fingerprint, work)
 
 
 def test_parallel_retries_of_an_expired_claim_run_it_once(database: Database) -> None:
@@ -335,19 +347,7 @@ def test_parallel_retries_of_an_expired_claim_run_it_once(database: Database) ->
         stored = store_messages(connection, [message])[0]
         return idempotency.Outcome(202, stored.receipt())
 
-    def attempt(_: int) -> int:
-        try:
-            return idempotency.run_once(
-                database.engine, "anonymous", "k", fingerprint, work, lease_seconds=60
-            ).status
-        except Exception as exc:
-            return int(getattr(exc, "status", 500))
-
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        statuses = list(pool.map(attempt, range(PARALLEL)))
-    assert count(database.engine, Message) == 1
-    assert statuses.count(202) == 1
-    assert set(statuses) <= {200, 202, 409}, statuses
+    assert_run_once_in_parallel(database, fingerprint, work)
 
 
 def test_parallel_http_requests_are_one_row(any_client: TestClient) -> None:
