@@ -8,7 +8,8 @@ figures are measured at growing vault sizes (100 -> 1,000 -> 10,000; 100 -> 1,00
 OUT/*.png (matplotlib); OUT is ignored by git. Bounded: the whole run takes under 10 minutes
 on a 2-core machine, --quick under 2. `nox -s bench` runs this.
 
-The ingest figures need PostgreSQL (AURORA_TEST_POSTGRES_URL, else the local server) and wrk.
+The ingest figures need wrk, and PostgreSQL for the server ones (AURORA_TEST_POSTGRES_URL, else
+the local server); the SQLite ones run on a file in a temporary folder.
 """
 
 from __future__ import annotations
@@ -152,6 +153,21 @@ def ingest(quick: bool) -> Row:
     return {"name": "ingest", **figures}
 
 
+def ingest_sqlite(quick: bool) -> Row:
+    command = [sys.executable, str(HERE / "ingest_sqlite_bench.py"), "--json"]
+    command += ["--duration", "3", "--rows", "20000"] if quick else ["--duration", "6"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"ingest_sqlite_bench failed:\n{result.stdout}{result.stderr}")
+    figures: dict[str, Any] = json.loads(result.stdout)
+    print(
+        f"  SQLite ingest: {figures['ratio_persisted64_to_raw_insert']:.1f}× and "
+        f"{figures['ratio_batch_to_executemany']:.0%} of their baselines",
+        flush=True,
+    )
+    return {"name": "ingest-sqlite", **figures}
+
+
 def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     if "ingest" in results:
@@ -172,6 +188,26 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"COPY: {f['e_copy_rows_per_s']:,.0f} rows/s",
                 f"{f['ratio_batch_to_copy']:.0%}",
                 "≥ 40%",
+            )
+        )
+    if "ingest-sqlite" in results:
+        f = results["ingest-sqlite"]
+        p64 = f["b_persisted_64"]
+        rows.append(
+            (
+                f"SQLite persisted ingest, 64 conns: {p64['requests_per_s']:,.0f} req/s, "
+                f"p99 {p64['p99_ms']:.0f} ms",
+                f"INSERT + COMMIT a row at a time: {f['c_raw_insert_rows_per_s']:,.0f} rows/s",
+                f"{f['ratio_persisted64_to_raw_insert']:.1f}×",
+                "none (one writer)",
+            )
+        )
+        rows.append(
+            (
+                f"SQLite batch ingest: {f['d_batch_messages_per_s']:,.0f} msg/s",
+                f"executemany in one transaction: {f['e_executemany_rows_per_s']:,.0f} rows/s",
+                f"{f['ratio_batch_to_executemany']:.0%}",
+                "none",
             )
         )
     if "certify" in results:
@@ -267,6 +303,25 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)
+    if "ingest-sqlite" in results:
+        f = results["ingest-sqlite"]
+        labels = ["persisted 16", "persisted 64", "INSERT+COMMIT", "batch msg/s", "executemany"]
+        values = [
+            f["b_persisted_16"]["requests_per_s"],
+            f["b_persisted_64"]["requests_per_s"],
+            f["c_raw_insert_rows_per_s"],
+            f["d_batch_messages_per_s"],
+            f["e_executemany_rows_per_s"],
+        ]
+        figure, axes = plt.subplots(figsize=(7, 3.5))
+        axes.barh(labels, values)
+        axes.set_xlabel("per second (same run)")
+        axes.set_title("ingest on SQLite against its baselines")
+        figure.tight_layout()
+        path = out / "ingest-sqlite.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
     return written
 
 
@@ -277,7 +332,10 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["ingest", "certify", "lint", "verify", "report"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["ingest", "ingest-sqlite", "certify", "lint", "verify", "report"],
     )
     args = parser.parse_args()
     os.environ.setdefault("NO_COLOR", "1")
@@ -293,14 +351,16 @@ def main() -> int:
     }
     steps: list[tuple[str, Callable[[], Row]]] = [
         ("ingest", lambda: ingest(args.quick)),
+        ("ingest-sqlite", lambda: ingest_sqlite(args.quick)),
         ("certify", certify_overhead),
         ("lint", lambda: scaled("lint", sizes, lint)),
         ("verify", lambda: scaled("verify", sizes, verify)),
         ("report", lambda: scaled("report", sizes, report)),
     ]
     skipped: dict[str, str] = dict.fromkeys(args.skip, "skipped on request")
-    if "ingest" not in skipped and shutil.which("wrk") is None:
-        skipped["ingest"] = "needs wrk (Debian: apt-get install wrk)"
+    for name in ("ingest", "ingest-sqlite"):
+        if name not in skipped and shutil.which("wrk") is None:
+            skipped[name] = "needs wrk (Debian: apt-get install wrk)"
     for name, step in steps:
         if name in skipped:
             print(f"{name}: {skipped[name]}", flush=True)
