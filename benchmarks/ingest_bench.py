@@ -210,11 +210,12 @@ def measure_http(
     duration: float,
     env: dict[str, str],
     extra_env: dict[str, str],
+    warmup: float = 2.0,
 ) -> HttpFigures:
     server = Server(url, workers, extra_env)
     try:
         # A short warm-up (connections, prepared statements), then the measured run.
-        wrk(script, server.port, connections, 2, env)
+        wrk(script, server.port, connections, warmup, env)
         before = server.worker_cpu()
         rate, p50, p99, errors = wrk(script, server.port, connections, duration, env)
         after = server.worker_cpu()
@@ -329,6 +330,7 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--copy-rows", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -359,7 +361,14 @@ def main() -> int:
             def http(script: Path, connections: int, extra: dict[str, str]) -> HttpFigures:
                 wrk_env["BENCH_RUN"] = secrets.token_hex(4)
                 return measure_http(
-                    url, args.workers, script, connections, args.duration, wrk_env, extra
+                    url,
+                    args.workers,
+                    script,
+                    connections,
+                    args.duration,
+                    wrk_env,
+                    extra,
+                    args.warmup,
                 )
 
             validation = http(single, 64, {"CRM_INGEST_VALIDATION_ONLY": "true"})

@@ -113,6 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--rows", type=int, default=100_000, help="rows for (e)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -136,7 +137,7 @@ def main() -> int:
         def http(script: Path, connections: int) -> pg.HttpFigures:
             wrk_env["BENCH_RUN"] = secrets.token_hex(4)
             return pg.measure_http(
-                url, args.workers, script, connections, args.duration, wrk_env, {}
+                url, args.workers, script, connections, args.duration, wrk_env, {}, args.warmup
             )
 
         persisted = {c: http(single, c) for c in (16, 64)}

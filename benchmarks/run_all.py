@@ -126,7 +126,7 @@ def certify_overhead() -> Row:
 
 
 def ingest(quick: bool) -> Row:
-    duration = "3" if quick else "8"
+    duration = "2" if quick else "8"
     result = subprocess.run(
         [
             sys.executable,
@@ -136,6 +136,8 @@ def ingest(quick: bool) -> Row:
             "--json",
             "--copy-rows",
             "50000" if quick else "200000",
+            "--warmup",
+            "1" if quick else "2",
         ],
         capture_output=True,
         text=True,
@@ -155,7 +157,9 @@ def ingest(quick: bool) -> Row:
 
 def ingest_sqlite(quick: bool) -> Row:
     command = [sys.executable, str(HERE / "ingest_sqlite_bench.py"), "--json"]
-    command += ["--duration", "3", "--rows", "20000"] if quick else ["--duration", "6"]
+    command += (
+        ["--duration", "2", "--warmup", "1", "--rows", "20000"] if quick else ["--duration", "6"]
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         raise SystemExit(f"ingest_sqlite_bench failed:\n{result.stdout}{result.stderr}")
