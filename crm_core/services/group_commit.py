@@ -31,6 +31,7 @@ from crm_core.services.ingest import (
     Statement,
     StoredMessage,
     leftovers,
+    merge,
     pg_known_steps,
     pg_steps,
     store_messages,
@@ -118,10 +119,7 @@ class GroupCommitter:
             outcome = [exc] * len(others)
         except psycopg.Error as exc:
             outcome = [exc] if len(others) == 1 else await self._store_each(others)
-        results: list[StoredMessage | Exception | None] = list(first)
-        for index, result in zip(rest, outcome, strict=True):
-            results[index] = result
-        return [result for result in results if result is not None]
+        return merge(first, rest, outcome)
 
     async def _store_each(
         self, messages: Sequence[IngestMessage]

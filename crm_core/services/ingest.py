@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_core import to_json
 from sqlalchemy import Connection, Insert, Table, select
@@ -111,6 +111,7 @@ PG_SELECT_MESSAGES = (
 )
 
 Statement = tuple[str, dict[str, Any]]
+T = TypeVar("T")
 PgSteps = Generator[Statement, list[tuple[Any, ...]], list["StoredMessage"]]
 
 
@@ -279,10 +280,11 @@ def pg_steps(messages: Sequence[IngestMessage], now: datetime) -> PgSteps:
 
 
 def merge(
-    first: Sequence[StoredMessage | None], rest: Sequence[int], stored: Sequence[StoredMessage]
-) -> list[StoredMessage]:
-    """The results of `pg_known_steps`, completed at `rest` by those of `pg_steps`."""
-    results = list(first)
+    first: Sequence[StoredMessage | None], rest: Sequence[int], stored: Sequence[T]
+) -> list[StoredMessage | T]:
+    """The results of `pg_known_steps`, completed at `rest` by those of `pg_steps` (or by the
+    error each of those messages met)."""
+    results: list[StoredMessage | T | None] = list(first)
     for index, result in zip(rest, stored, strict=True):
         results[index] = result
     return [result for result in results if result is not None]
