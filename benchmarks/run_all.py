@@ -282,51 +282,39 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         written.append(path)
     if "ingest" in results:
         f = results["ingest"]
-        labels = [
-            "validation only",
-            "persisted 16",
-            "persisted 64",
-            "raw INSERT 16",
-            "batch msg/s",
-            "COPY rows/s",
-        ]
-        values = [
-            f["a_validation_only"]["requests_per_s"],
-            f["b_persisted_16"]["requests_per_s"],
-            f["b_persisted_64"]["requests_per_s"],
-            f["c_raw_insert_rows_per_s_16_clients"],
-            f["d_batch_messages_per_s"],
-            f["e_copy_rows_per_s"],
-        ]
-        figure, axes = plt.subplots(figsize=(7, 4))
-        axes.barh(labels, values)
-        axes.set_xlabel("per second (same run)")
-        axes.set_title("ingest against its baselines")
-        figure.tight_layout()
-        path = out / "ingest.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        bars = {
+            "validation only": f["a_validation_only"]["requests_per_s"],
+            "persisted 16": f["b_persisted_16"]["requests_per_s"],
+            "persisted 64": f["b_persisted_64"]["requests_per_s"],
+            "raw INSERT 16": f["c_raw_insert_rows_per_s_16_clients"],
+            "batch msg/s": f["d_batch_messages_per_s"],
+            "COPY rows/s": f["e_copy_rows_per_s"],
+        }
+        written.append(bar_chart(plt, out / "ingest.png", "ingest against its baselines", bars))
     if "ingest-sqlite" in results:
         f = results["ingest-sqlite"]
-        labels = ["persisted 16", "persisted 64", "INSERT+COMMIT", "batch msg/s", "executemany"]
-        values = [
-            f["b_persisted_16"]["requests_per_s"],
-            f["b_persisted_64"]["requests_per_s"],
-            f["c_raw_insert_rows_per_s"],
-            f["d_batch_messages_per_s"],
-            f["e_executemany_rows_per_s"],
-        ]
-        figure, axes = plt.subplots(figsize=(7, 3.5))
-        axes.barh(labels, values)
-        axes.set_xlabel("per second (same run)")
-        axes.set_title("ingest on SQLite against its baselines")
-        figure.tight_layout()
-        path = out / "ingest-sqlite.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        bars = {
+            "persisted 16": f["b_persisted_16"]["requests_per_s"],
+            "persisted 64": f["b_persisted_64"]["requests_per_s"],
+            "INSERT+COMMIT": f["c_raw_insert_rows_per_s"],
+            "batch msg/s": f["d_batch_messages_per_s"],
+            "executemany": f["e_executemany_rows_per_s"],
+        }
+        title = "ingest on SQLite against its baselines"
+        written.append(bar_chart(plt, out / "ingest-sqlite.png", title, bars))
     return written
+
+
+def bar_chart(plt: Any, path: Path, title: str, bars: dict[str, float]) -> Path:
+    """Horizontal bars of figures measured in one run, saved as a PNG."""
+    figure, axes = plt.subplots(figsize=(7, 1.5 + 0.4 * len(bars)))
+    axes.barh(list(bars), list(bars.values()))
+    axes.set_xlabel("per second (same run)")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def main() -> int:
