@@ -194,22 +194,30 @@ def assert_nothing_lost_nor_half_written(url: str, load: Load) -> None:
     assert not [a for a in load.answers if a[1] >= 500 and a[1] != 503], "a 5xx other than 503"
 
 
-@pytest.mark.postgres
-def test_a_server_killed_under_load_loses_no_acknowledged_message(postgres_url: str) -> None:
-    key = prepare(postgres_url)
-    server = Server(postgres_url, free_port())
+@contextlib.contextmanager
+def under_load(url: str) -> Iterator[tuple[Server, Load]]:
+    """A migrated database with an ingest key, `crm-core serve` on it, and clients posting to it
+    for 2 s already; both stopped on the way out."""
+    key = prepare(url)
+    server = Server(url, free_port())
     server.start()
     load = Load(server.port, key)
     try:
         load.start()
         time.sleep(2.0)
+        yield server, load
+    finally:
+        load.stop()
+        server.kill(signal.SIGTERM)
+
+
+@pytest.mark.postgres
+def test_a_server_killed_under_load_loses_no_acknowledged_message(postgres_url: str) -> None:
+    with under_load(postgres_url) as (server, load):
         server.kill(signal.SIGKILL)  # every worker, mid-flight
         time.sleep(0.5)
         server.start()
         time.sleep(2.0)
-    finally:
-        load.stop()
-        server.kill(signal.SIGTERM)
     assert len(load.acknowledged()) > 50, "the load did not run"
     before_kill = [a for a in load.answers if a[1] == 0]
     assert before_kill, "no request was cut by the kill"
@@ -290,13 +298,7 @@ def test_postgres_restarted_under_load_gives_503_then_recovers(cluster: Cluster)
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql://postgres@127.0.0.1:{cluster.port}/{name}"
-    key = prepare(url)
-    server = Server(url, free_port())
-    server.start()
-    load = Load(server.port, key)
-    try:
-        load.start()
-        time.sleep(2.0)
+    with under_load(url) as (_, load):
         outage_started = len(load.answers)
         cluster.stop("fast")
         time.sleep(3.0)
@@ -304,9 +306,6 @@ def test_postgres_restarted_under_load_gives_503_then_recovers(cluster: Cluster)
         cluster.start()
         time.sleep(4.0)
         after = load.answers[len(load.answers) - 20 :]
-    finally:
-        load.stop()
-        server.kill(signal.SIGTERM)
     unavailable = [a for a in outage if a[1] == 503]
     assert unavailable, f"no 503 while the database was down: {sorted({a[1] for a in outage})}"
     for _, _, seconds, detail in unavailable:
