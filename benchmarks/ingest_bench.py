@@ -52,10 +52,9 @@ CONTENT = "Olá, quero simular um consórcio de uma moto"
 
 SINGLE_LUA = """
 local counter = 0
-local tid = 0
 local threads = {}
 setup = function(thread)
-  thread:set("tid", #threads + 1)
+  thread:set("tid", #threads + 1) -- a global of that thread's own Lua state, read below
   table.insert(threads, thread)
 end
 init = function(args)
@@ -74,10 +73,9 @@ end
 
 BATCH_LUA = """
 local counter = 0
-local tid = 0
 local threads = {}
 setup = function(thread)
-  thread:set("tid", #threads + 1)
+  thread:set("tid", #threads + 1) -- a global of that thread's own Lua state, read below
   table.insert(threads, thread)
 end
 init = function(args)
@@ -214,8 +212,9 @@ def measure_http(
 ) -> HttpFigures:
     server = Server(url, workers, extra_env)
     try:
-        # A short warm-up (connections, prepared statements), then the measured run.
-        wrk(script, server.port, connections, warmup, env)
+        # A short warm-up (connections, prepared statements), then the measured run; each its
+        # own run id, so that no measured message repeats a warm-up one.
+        wrk(script, server.port, connections, warmup, {**env, "BENCH_RUN": env["BENCH_RUN"] + "w"})
         before = server.worker_cpu()
         rate, p50, p99, errors = wrk(script, server.port, connections, duration, env)
         after = server.worker_cpu()
