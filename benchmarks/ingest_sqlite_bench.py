@@ -8,7 +8,7 @@ The same server (`crm-core serve --workers N`), wrk scripts and senders as
 
   (b) persisted single-message ingest, 16 and 64 connections: requests/s, p50, p99
   (c) the raw rate of the same row, INSERT and COMMIT one at a time through sqlite3
-  (d) batch ingest (1,000 messages a request, 4 connections): messages/s
+  (d) batch ingest (1,000 messages a request, 16 connections): messages/s
   (e) the same rows inserted by sqlite3's executemany in one transaction: rows/s
 
 SQLite has one writer at a time, whatever the number of processes: these figures say what the
@@ -141,7 +141,7 @@ def main() -> int:
             )
 
         persisted = {c: http(single, c) for c in (16, 64)}
-        batched = http(batch, 4)
+        batched = http(batch, pg.BATCH_CONNECTIONS)
         raw = raw_inserts(database, contact_id, args.duration)
         many = many_rows(database, contact_id, args.rows)
     finally:

@@ -33,14 +33,22 @@ SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _storable_text(value: str) -> str:
-    """Refuse what no database stores faithfully: NUL bytes and lone UTF-16 surrogates."""
+def _text_problem(value: str) -> str | None:
+    """What no database stores faithfully: NUL bytes and lone UTF-16 surrogates."""
     if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (it contains a lone surrogate)") from None
+        return "must not contain NUL (\\u0000) characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode (it contains a lone surrogate)"
+    return None
+
+
+def _storable_text(value: str) -> str:
+    problem = _text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -53,13 +61,15 @@ def _sender_id(value: str) -> str:
 
 
 def _metadata(value: dict[str, Any]) -> dict[str, Any]:
-    depth = _depth(value)
+    depth, size_bound, problem = metadata_walk(value)
     if depth > MAX_METADATA_DEPTH:
         raise ValueError(f"is nested {depth} levels deep; at most {MAX_METADATA_DEPTH} are allowed")
-    _check_strings(value)
-    size = len(to_json(value))  # compact UTF-8 JSON, as stored
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
+    if problem is not None:
+        raise ValueError(problem)
+    if size_bound > MAX_METADATA_BYTES:  # it may be too large: measured as stored
+        size = len(to_json(value))  # compact UTF-8 JSON
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
     message_id = value.get(CHANNEL_MESSAGE_ID_KEY)
     if message_id is not None and not (
         isinstance(message_id, str) and 0 < len(message_id) <= MAX_CHANNEL_MESSAGE_ID_CHARS
@@ -71,33 +81,43 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth without recursion, so a hostile document cannot exhaust the stack."""
+# The most bytes a JSON scalar other than a string takes: `false`, and a float's shortest
+# repr (e.g. -2.2250738585072014e-308); an integer of more digits is measured instead.
+_SCALAR_BYTES = 24
+_SHORT_INTEGER = 10**20
+
+
+def metadata_walk(value: Any) -> tuple[int, int, str | None]:
+    """The nesting depth, an upper bound of the compact UTF-8 JSON size (a character takes
+    at most 6 bytes, as a \\u escape) and the first string problem, in one pass without
+    recursion, so a hostile document cannot exhaust the stack."""
     deepest = 0
+    bound = 0
+    problem: str | None = None
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, level = stack.pop()
-        if isinstance(node, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node.values())
-        elif isinstance(node, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node)
-    return deepest
-
-
-def _check_strings(value: Any) -> None:
-    stack: list[Any] = [value]
-    while stack:
-        node = stack.pop()
         if isinstance(node, str):
-            _storable_text(node)
+            bound += 6 * len(node) + 2
+            if problem is None:
+                problem = _text_problem(node)
         elif isinstance(node, dict):
+            deepest = max(deepest, level)
+            bound += 2 + 2 * len(node)  # the braces; a colon and a comma a member
             for key, child in node.items():
-                _storable_text(key)
-                stack.append(child)
+                bound += 6 * len(key) + 2
+                if problem is None:
+                    problem = _text_problem(key)
+                stack.append((child, level + 1))
         elif isinstance(node, list):
-            stack.extend(node)
+            deepest = max(deepest, level)
+            bound += 2 + len(node)
+            stack.extend((child, level + 1) for child in node)
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= _SHORT_INTEGER:
+            bound += MAX_METADATA_BYTES + 1
+        else:
+            bound += _SCALAR_BYTES
+    return deepest, bound, problem
 
 
 Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]

@@ -9,6 +9,8 @@ one: under load the batches grow by themselves, and a lone request is flushed at
 On PostgreSQL the flush runs on the event loop itself, through one psycopg AsyncConnection
 per worker (one flush at a time needs no more): no thread hop and no GIL contention between a
 storing thread and the requests. SQLite, whose driver has no async form, flushes in a thread.
+A batch of `POST /ingest/messages` is stored through the same connection, in a transaction of
+its own, taking its turn between flushes (`store_all`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from crm_core.services.ingest import (
     StoredMessage,
     leftovers,
     merge,
+    pg_batch_steps,
     pg_known_steps,
     pg_steps,
     store_messages,
@@ -61,6 +64,11 @@ class GroupCommitter:
             else None
         )
         self._pg: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] | None = None
+        self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+    @property
+    def on_postgresql(self) -> bool:
+        return self._pg_dsn is not None
 
     async def submit(self, message: IngestMessage) -> StoredMessage:
         """Store the message with whatever else is waiting; return once it is committed."""
@@ -69,6 +77,11 @@ class GroupCommitter:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
+
+    async def store_all(self, messages: Sequence[IngestMessage]) -> list[StoredMessage]:
+        """Store a batch in one transaction of its own: all of it, or nothing (PostgreSQL)."""
+        now = utcnow()
+        return await self._run(lambda: pg_batch_steps(messages, now), transaction=True)
 
     async def _flush(self) -> None:
         while self._pending:
@@ -141,21 +154,29 @@ class GroupCommitter:
         """Run the steps on the worker's async connection (autocommit), in a transaction of
         their own when asked; retried once on a deadlock or serialization failure."""
         for attempt in (1, 2):
-            connection = await self._connection()
-            try:
-                if not transaction:
-                    return await run_async(connection, make_steps())
-                async with connection.transaction():
-                    return await run_async(connection, make_steps())
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == 2:
-                    raise
-            except psycopg.OperationalError as exc:
-                self._pg = None
-                await connection.close()
-                reason = (str(exc).strip().splitlines() or ["no answer"])[0]
-                raise DatabaseUnavailableError(reason) from exc
+            async with self._turn_on(asyncio.get_running_loop()):
+                connection = await self._connection()
+                try:
+                    if not transaction:
+                        return await run_async(connection, make_steps())
+                    async with connection.transaction():
+                        return await run_async(connection, make_steps())
+                except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                    if attempt == 2:
+                        raise
+                except psycopg.OperationalError as exc:
+                    self._pg = None
+                    await connection.close()
+                    reason = (str(exc).strip().splitlines() or ["no answer"])[0]
+                    raise DatabaseUnavailableError(reason) from exc
         raise AssertionError("unreachable")
+
+    def _turn_on(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        """The lock that gives the connection to one statement at a time (one per loop, as
+        the connection is)."""
+        if self._turn is None or self._turn[0] is not loop:
+            self._turn = (loop, asyncio.Lock())
+        return self._turn[1]
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ with one row each, on PostgreSQL and on SQLite alike.
 from __future__ import annotations
 
 import functools
+import os
 import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,21 @@ class StoredMessage:
             "received_at": utc_text(self.received_at),
             "contact_id": str(self.contact_id),
         }
+
+
+_UUID_FIELDS = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
+_UUID_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """`count` random (version 4) UUIDs, as `uuid.uuid4` makes them, from one read of the
+    system's random source instead of one read each."""
+    raw = os.urandom(16 * count)
+    from_bytes = int.from_bytes
+    return [
+        uuid.UUID(int=(from_bytes(raw[i : i + 16]) & _UUID_FIELDS) | _UUID_VERSION_4)
+        for i in range(0, 16 * count, 16)
+    ]
 
 
 @functools.lru_cache(maxsize=256)  # the messages of one commit share their time
@@ -133,7 +149,8 @@ class _Plan:
         row_keys: list[tuple[str, str]] = []
         row_of: list[int] = []
         own: list[bool] = []
-        for message in messages:
+        ids = new_ids(len(messages))
+        for message, row_id in zip(messages, ids, strict=True):
             channel_id = message.channel_message_id
             key = (message.source, channel_id) if channel_id is not None else None
             if key is not None and key in first_of:
@@ -147,7 +164,7 @@ class _Plan:
             row_keys.append((message.source, message.canonical_sender_id))
             rows.append(
                 {
-                    "id": uuid.uuid4(),
+                    "id": row_id,
                     "contact_id": None,
                     "source": message.source,
                     "sender_id": message.sender_id,
@@ -290,6 +307,16 @@ def merge(
     return [result for result in results if result is not None]
 
 
+def pg_batch_steps(messages: Sequence[IngestMessage], now: datetime) -> PgSteps:
+    """`pg_known_steps`, then `pg_steps` for what it left: a batch stored in one transaction."""
+    first = yield from pg_known_steps(messages, now)
+    rest = leftovers(first)
+    if not rest:
+        return [result for result in first if result is not None]
+    stored = yield from pg_steps([messages[i] for i in rest], now)
+    return merge(first, rest, stored)
+
+
 def run_pg_steps(connection: Connection, steps: Generator[Statement, Any, Any]) -> Any:
     """Run the steps on the DBAPI connection under `connection`'s transaction."""
     driver = connection.connection.driver_connection
@@ -350,12 +377,8 @@ def store_messages(
     """
     now = utcnow()
     if connection.dialect.name == "postgresql":
-        first = run_pg_steps(connection, pg_known_steps(messages, now))
-        rest = leftovers(first)
-        if not rest:
-            return [result for result in first if result is not None]
-        stored = run_pg_steps(connection, pg_steps([messages[i] for i in rest], now))
-        return merge(first, rest, stored)
+        stored: list[StoredMessage] = run_pg_steps(connection, pg_batch_steps(messages, now))
+        return stored
     plan = _Plan.of(messages, now)
     rows = plan.attach(resolve_contacts(connection, plan.contact_keys, now))
     inserted = _insert_messages(connection, rows)

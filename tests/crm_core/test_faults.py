@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -34,6 +35,7 @@ from tests.conftest import REPO_ROOT, REQUIRE_POSTGRES_ENV
 BIN = Path(sys.executable).parent
 REQUEST_TIMEOUT = 15.0  # seconds a client waits; every answer must come well before
 OUTAGE_ANSWER_LIMIT = 12.0
+BATCH_SIZE = 10  # the messages a batch of the load carries
 
 
 def free_port() -> int:
@@ -123,18 +125,28 @@ class Load:
             thread.join(timeout=REQUEST_TIMEOUT + 5)
 
     def _client(self, index: int) -> None:
+        # Client 0 sends its messages ten at a time (POST /ingest/messages), the others one by
+        # one; every message's answer is recorded, a batch item's as its own status would be.
+        size = BATCH_SIZE if index == 0 else 1
         n = 0
         connection: http.client.HTTPConnection | None = None
         while not self._stop.is_set():
-            n += 1
-            message_id = f"wamid.fault.{index}.{n}"
-            body = json.dumps(
-                {
-                    "source": "whatsapp",
-                    "sender_id": f"55119{index:02d}{n % 50:06d}",
-                    "content": f"mensagem {n}",
-                    "metadata": {"message_id": message_id},
-                }
+            messages: list[dict[str, Any]] = []
+            for _ in range(size):
+                n += 1
+                messages.append(
+                    {
+                        "source": "whatsapp",
+                        "sender_id": f"55119{index:02d}{n % 50:06d}",
+                        "content": f"mensagem {n}",
+                        "metadata": {"message_id": f"wamid.fault.{index}.{n}"},
+                    }
+                )
+            ids = [message["metadata"]["message_id"] for message in messages]
+            path, body = (
+                ("/ingest/messages", json.dumps({"messages": messages}))
+                if size > 1
+                else ("/ingest/message", json.dumps(messages[0]))
             )
             started = time.monotonic()
             try:
@@ -144,24 +156,32 @@ class Load:
                     )
                 connection.request(
                     "POST",
-                    "/ingest/message",
+                    path,
                     body,
                     {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
                 )
                 response = connection.getresponse()
                 payload = response.read().decode()
-                status, detail = response.status, payload
-                if status == 503:
+                statuses, detail = [response.status] * size, payload
+                if response.status == 503:
                     detail = (
                         f"{response.getheader('Retry-After')}|{response.getheader('Content-Type')}"
                     )
+                elif size > 1 and response.status == 200:
+                    item_status = {"accepted": 202, "duplicate": 200, "rejected": 422}
+                    results = json.loads(payload)["results"]
+                    statuses = [item_status[result["status"]] for result in results]
             except (OSError, http.client.HTTPException) as exc:
-                status, detail = 0, type(exc).__name__  # the connection failed: no answer
+                statuses, detail = [0] * size, type(exc).__name__  # no answer
                 if connection is not None:
                     connection.close()
                 connection = None
                 time.sleep(0.05)
-            self.answers.append((message_id, status, time.monotonic() - started, detail))
+            elapsed = time.monotonic() - started
+            self.answers.extend(
+                (message_id, status, elapsed, detail)
+                for message_id, status in zip(ids, statuses, strict=True)
+            )
 
     def acknowledged(self) -> set[str]:
         return {message_id for message_id, status, _, _ in self.answers if 200 <= status < 300}

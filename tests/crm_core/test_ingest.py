@@ -10,10 +10,19 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic_core import to_json
 
 from crm_core.config import Settings
 from crm_core.main import create_app
-from crm_core.schemas.ingest import MAX_CONTENT_CHARS, MAX_METADATA_BYTES, MAX_METADATA_DEPTH
+from crm_core.schemas.ingest import (
+    MAX_CONTENT_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    metadata_walk,
+)
+from crm_core.services.ingest import new_ids
 from tests.crm_core.conftest import AppFactory, authorized_client
 
 EXAMPLE: dict[str, Any] = {
@@ -111,6 +120,45 @@ def test_metadata_depth_is_bounded(client: TestClient) -> None:
     too_deep = {**EXAMPLE, "metadata": _nested(MAX_METADATA_DEPTH + 1)}
     problem = assert_problem(client.post("/ingest/message", json=too_deep), 422)
     assert "levels" in problem["errors"][0]["detail"]
+
+
+def test_metadata_of_exactly_the_limit_is_accepted_and_one_byte_more_refused(
+    client: TestClient,
+) -> None:
+    """Measured as stored, compact UTF-8 JSON, with characters of two bytes in it."""
+    text = "é" * 8000
+    text += "x" * (MAX_METADATA_BYTES - len(to_json({"blob": text})))
+    assert len(to_json({"blob": text})) == MAX_METADATA_BYTES
+    exact = client.post("/ingest/message", json={**EXAMPLE, "metadata": {"blob": text}})
+    assert exact.status_code == 202, exact.text
+    over = {**EXAMPLE, "metadata": {"blob": text + "x"}}
+    problem = assert_problem(client.post("/ingest/message", json=over), 422)
+    assert f"{MAX_METADATA_BYTES + 1} bytes" in problem["errors"][0]["detail"]
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+)
+
+
+@given(st.dictionaries(st.text(), JSON_VALUES))
+def test_the_metadata_size_bound_is_never_below_the_stored_size(metadata: dict[str, Any]) -> None:
+    """The size check only serialises metadata whose bound passes the limit: the bound must
+    hold for every document, or an oversized one would be let through."""
+    _, bound, _ = metadata_walk(metadata)
+    assert bound >= len(to_json(metadata))
+
+
+def test_new_ids_are_distinct_random_version_4_uuids() -> None:
+    ids = new_ids(10_000)
+    assert len(set(ids)) == len(ids)
+    assert {(i.version, i.variant) for i in ids} == {(4, uuid.RFC_4122)}
+    assert new_ids(0) == []
 
 
 def test_lone_surrogates_are_refused(client: TestClient) -> None:

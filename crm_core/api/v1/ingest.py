@@ -213,22 +213,29 @@ async def ingest_messages(
     `rejected` (with the problem, and nothing stored for it).
     """
     valid, results = _validate_items(batch.messages, request.url.path)
+    messages = [message for _, message in valid]
 
-    def work(connection: Connection) -> idempotency.Outcome:
-        stored = store_messages(connection, [message for _, message in valid]) if valid else []
+    def receipt(stored: list[StoredMessage]) -> dict[str, Any]:
         for (index, _), outcome in zip(valid, stored, strict=True):
             results[index] = _item(index, outcome)
         ordered = [results[index] for index in range(len(batch.messages))]
         counts = Counter(result["status"] for result in ordered)
-        receipt = {
+        return {
             "accepted": counts["accepted"],
             "duplicate": counts["duplicate"],
             "rejected": counts["rejected"],
             "results": ordered,
         }
-        return idempotency.Outcome(status.HTTP_200_OK, receipt)
+
+    def work(connection: Connection) -> idempotency.Outcome:
+        stored = store_messages(connection, messages) if messages else []
+        return idempotency.Outcome(status.HTTP_200_OK, receipt(stored))
 
     key = request.headers.get(IDEMPOTENCY_KEY)
+    committer: GroupCommitter = request.app.state.group_committer
+    if key is None and committer.on_postgresql:  # on the event loop, no thread
+        stored = await committer.store_all(messages) if messages else []
+        return _json(status.HTTP_200_OK, receipt(stored))
     if key is None:
 
         def run() -> idempotency.Outcome:
