@@ -7,6 +7,7 @@ Idempotency-Key) is answered with its original receipt (200), and stored once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections import Counter
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
 from sqlalchemy import Connection
 
@@ -27,10 +28,11 @@ from crm_core.api.deps import (
     require_json_body,
     verify_source_signature,
 )
-from crm_core.database import Database, DatabaseDep
+from crm_core.database import Database
 from crm_core.models.base import utcnow
 from crm_core.problems import problem_body, validation_problem_from
 from crm_core.schemas.ingest import (
+    MAX_BATCH_MESSAGES,
     BatchReceipt,
     IngestBatch,
     IngestMessage,
@@ -193,18 +195,9 @@ def _json(code: int, body: Any, *, replayed: bool = False) -> Response:
     return Response(to_json(body), code, headers, "application/json")
 
 
-@router.post(
-    "/messages",
-    response_model=BatchReceipt,
-    dependencies=[Depends(require_json_body), Depends(verify_source_signature)],
-    summary="Store up to 1,000 messages, answered one by one",
-    responses=_ERRORS,
-)
 async def ingest_messages(
     batch: IngestBatch,
     request: Request,
-    response: Response,
-    database: DatabaseDep,
     principal: IngestPrincipal,
 ) -> Response:
     """Validate each message on its own; store the valid ones in one transaction.
@@ -213,12 +206,25 @@ async def ingest_messages(
     `rejected` (with the problem, and nothing stored for it).
     """
     valid, results = _validate_items(batch.messages, request.url.path)
+    return await _store_batch(request, principal, len(batch.messages), valid, results, batch)
+
+
+async def _store_batch(
+    request: Request,
+    principal: Principal,
+    length: int,
+    valid: list[tuple[int, IngestMessage]],
+    results: dict[int, dict[str, Any]],
+    batch: IngestBatch | None,
+) -> Response:
+    """Store the valid messages of a batch; answer every message at its position. `batch`,
+    the request as parsed, is needed under an Idempotency-Key (its fingerprint)."""
     messages = [message for _, message in valid]
 
     def receipt(stored: list[StoredMessage]) -> dict[str, Any]:
         for (index, _), outcome in zip(valid, stored, strict=True):
             results[index] = _item(index, outcome)
-        ordered = [results[index] for index in range(len(batch.messages))]
+        ordered = [results[index] for index in range(length)]
         counts = Counter(result["status"] for result in ordered)
         return {
             "accepted": counts["accepted"],
@@ -237,6 +243,7 @@ async def ingest_messages(
         stored = await committer.store_all(messages) if messages else []
         return _json(status.HTTP_200_OK, receipt(stored))
     if key is None:
+        database: Database = request.app.state.database
 
         def run() -> idempotency.Outcome:
             with database.engine.begin() as connection:
@@ -244,9 +251,61 @@ async def ingest_messages(
 
         outcome = await run_in_threadpool(run)
     else:
+        assert batch is not None, "a request with an Idempotency-Key takes the full path"
         outcome = await _run_once(request, principal, key, batch.model_dump(), work)
     # The body is built from plain values already: sent as it is, not validated again.
     return _json(outcome.status, outcome.body, replayed=outcome.replayed)
+
+
+class _ValidBatch(BaseModel):
+    """A batch whose every message is valid: what almost every batch is, parsed and
+    validated from the raw body in one pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[IngestMessage] = Field(min_length=1, max_length=MAX_BATCH_MESSAGES)
+
+
+async def _serve_messages(request: Request) -> Response:
+    """`POST /ingest/messages`, checked as `_serve_message` checks a single message.
+
+    A body whose every message is valid is parsed and validated in one pass; any other body
+    is parsed again and checked item by item, so that each invalid message is rejected alone.
+    A request with an Idempotency-Key always takes that second path, whose parsed document
+    is what its key's fingerprint is computed from.
+    """
+    await require_json_body(request)
+    body = await request.body()
+    fast: _ValidBatch | None = None
+    if IDEMPOTENCY_KEY not in request.headers:
+        with contextlib.suppress(ValidationError):
+            fast = _ValidBatch.model_validate_json(body)
+    if fast is None:
+        document = _json_document(body)
+    await verify_source_signature(request)
+    principal = await authenticate_ingest(request)
+    if fast is not None:
+        valid = list(enumerate(fast.messages))
+        return await _store_batch(request, principal, len(valid), valid, {}, None)
+    try:
+        batch = IngestBatch.model_validate(document)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+    return await ingest_messages(batch, request, principal)
+
+
+router.add_api_route(
+    "/messages",
+    ingest_messages,
+    methods=["POST"],
+    response_model=BatchReceipt,
+    dependencies=[Depends(require_json_body), Depends(verify_source_signature)],
+    summary="Store up to 1,000 messages, answered one by one",
+    responses=_ERRORS,
+    route_class_override=_direct_route(_serve_messages),
+)
 
 
 _MESSAGES = TypeAdapter(list[IngestMessage])
