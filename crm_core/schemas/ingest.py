@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime
@@ -85,12 +86,16 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
 # repr (e.g. -2.2250738585072014e-308); an integer of more digits is measured instead.
 _SCALAR_BYTES = 24
 _SHORT_INTEGER = 10**20
+# Python's JSON parser reads NaN, Infinity and numbers past a double (1e400) as floats that
+# JSON itself, and so JSONB, cannot hold.
+_NOT_FINITE = "must hold JSON numbers only: NaN, Infinity and numbers as large as 1e400 are not"
 
 
 def metadata_walk(value: Any) -> tuple[int, int, str | None]:
     """The nesting depth, an upper bound of the compact UTF-8 JSON size (a character takes
-    at most 6 bytes, as a \\u escape) and the first string problem, in one pass without
-    recursion, so a hostile document cannot exhaust the stack."""
+    at most 6 bytes, as a \\u escape) and the first problem (a string no database stores, a
+    number JSON cannot hold), in one pass without recursion, so a hostile document cannot
+    exhaust the stack."""
     deepest = 0
     bound = 0
     problem: str | None = None
@@ -117,6 +122,8 @@ def metadata_walk(value: Any) -> tuple[int, int, str | None]:
             bound += MAX_METADATA_BYTES + 1
         else:
             bound += _SCALAR_BYTES
+            if problem is None and isinstance(node, float) and not math.isfinite(node):
+                problem = _NOT_FINITE
     return deepest, bound, problem
 
 

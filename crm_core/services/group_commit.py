@@ -79,9 +79,18 @@ class GroupCommitter:
         return await future
 
     async def store_all(self, messages: Sequence[IngestMessage]) -> list[StoredMessage]:
-        """Store a batch in one transaction of its own: all of it, or nothing (PostgreSQL)."""
+        """Store a batch in one transaction of its own: all of it, or nothing (PostgreSQL).
+
+        It runs as a task of its own, shielded, like a flush: a request cancelled midway
+        never leaves the shared connection in the middle of a statement; the batch is
+        stored all the same, and a retry finds its messages stored.
+        """
         now = utcnow()
-        return await self._run(lambda: pg_batch_steps(messages, now), transaction=True)
+        task = asyncio.ensure_future(
+            self._run(lambda: pg_batch_steps(messages, now), transaction=True)
+        )
+        task.add_done_callback(_consume_outcome)
+        return await asyncio.shield(task)
 
     async def _flush(self) -> None:
         while self._pending:
@@ -214,6 +223,12 @@ class GroupCommitter:
             except Exception as exc:
                 results.append(exc)
         return results
+
+
+def _consume_outcome(task: asyncio.Task[Any]) -> None:
+    """Mark a shielded task's outcome as seen: its request may have gone away."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _steps_of(

@@ -264,13 +264,25 @@ def mixed_batch(tag: str) -> tuple[list[IngestMessage], list[bool]]:
     return messages, [False, False, True, True, False, False, True]
 
 
-@pytest.mark.parametrize("path", ["batch", "group commit"])
+@pytest.mark.parametrize("path", ["batch", "group commit", "batch on the event loop"])
 def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, path: str) -> None:
     messages, duplicates = mixed_batch(path)
     store_batch(database, [messages[2]])  # the known sender, and the message already stored
     outcome: list[Any]
     if path == "batch":
         outcome = store_batch(database, messages)
+    elif path == "batch on the event loop":
+        committer = GroupCommitter(database)
+        if not committer.on_postgresql:
+            pytest.skip("SQLite stores a batch in a thread (the 'batch' case)")
+
+        async def store_all() -> list[Any]:
+            try:
+                return await committer.store_all(messages)
+            finally:
+                await committer.aclose()
+
+        outcome = asyncio.run(store_all())
     else:
         committer = GroupCommitter(database)
 
@@ -294,6 +306,36 @@ def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, pat
     for message, result in zip(messages, results, strict=True):
         assert rows[result.id] == result.contact_id, message
     assert len({results[0].contact_id, results[1].contact_id}) == 2
+
+
+def test_a_batch_whose_request_is_cancelled_is_stored_and_the_connection_stays_usable(
+    database: Database,
+) -> None:
+    committer = GroupCommitter(database)
+    if not committer.on_postgresql:
+        pytest.skip("SQLite stores a batch in a thread, which a cancellation does not stop")
+
+    def message(n: int) -> IngestMessage:
+        return IngestMessage.model_validate(
+            {**WHATSAPP, "metadata": {"message_id": f"wamid.cancelled.{n}"}}
+        )
+
+    async def scenario() -> StoredMessage:
+        try:
+            request = asyncio.ensure_future(committer.store_all([message(n) for n in range(500)]))
+            for _ in range(3):  # started: waiting for its connection
+                await asyncio.sleep(0)
+            assert not request.done()
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            return await committer.submit(message(500))  # the next flush, same connection
+        finally:
+            await committer.aclose()
+
+    after = asyncio.run(scenario())
+    assert not after.duplicate
+    assert count(database.engine, Message) == 501
 
 
 def assert_run_once_in_parallel(

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -44,6 +44,7 @@ from crm_core.services.group_commit import GroupCommitter
 from crm_core.services.ingest import StoredMessage, store_messages, utc_text
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
+M = TypeVar("M", bound=BaseModel)
 
 IDEMPOTENCY_KEY = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -118,13 +119,17 @@ async def _serve_message(request: Request) -> Response:
     document = _json_document(await request.body())
     await verify_source_signature(request)
     principal = await authenticate_ingest(request)
+    return await ingest_message(_body_as(IngestMessage, document), request, principal)
+
+
+def _body_as(model: type[M], document: Any) -> M:
+    """The parsed body as `model`; its errors located in the body, as FastAPI reports them."""
     try:
-        message = IngestMessage.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-    return await ingest_message(message, request, principal)
 
 
 def _json_document(body: bytes) -> Any:
@@ -287,13 +292,7 @@ async def _serve_messages(request: Request) -> Response:
     if fast is not None:
         valid = list(enumerate(fast.messages))
         return await _store_batch(request, principal, len(valid), valid, {}, None)
-    try:
-        batch = IngestBatch.model_validate(document)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
-    return await ingest_messages(batch, request, principal)
+    return await ingest_messages(_body_as(IngestBatch, document), request, principal)
 
 
 router.add_api_route(
