@@ -101,12 +101,11 @@ PG_INSERT_MESSAGES = (
     "AS b (id, contact_id, source, sender_id, content, metadata, channel_message_id) "
     "ON CONFLICT (source, channel_message_id) DO NOTHING RETURNING id"
 )
-# The usual case in one statement, its own transaction: store the messages whose sender is
-# already a contact, in the order that every batch uses (so that concurrent ones cannot
-# deadlock); a message of a new sender, or one already stored, is left for `pg_steps`. The
-# batch travels as one JSON document, encoded by pydantic-core and parsed by the server (far
-# cheaper than binding thousands of array elements one by one); each contact is an index lookup
-# (OFFSET 0 keeps the planner from turning it into a scan of every contact).
+# The usual case in one statement: store the messages whose sender is already a contact, in
+# the order that every batch uses (so that concurrent ones cannot deadlock); a message of a new
+# sender, or one already stored, is left for `pg_steps`. The group committer runs it as a
+# transaction of its own, a batch inside its one transaction (`pg_batch_steps`). Like the
+# statements above, it takes the batch as arrays bound in binary.
 PG_INSERT_KNOWN = (
     "INSERT INTO crm_messages "
     "(id, contact_id, source, sender_id, content, metadata, channel_message_id, received_at) "
