@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from crm_core.config import Settings
+from crm_core.database import Database, create_db_engine
 from crm_core.main import create_app
 from crm_core.models import Base
 from crm_core.services.api_keys import create_key
@@ -39,6 +40,15 @@ def authorized_client(app: FastAPI, scope: str = "readwrite") -> TestClient:
     client = TestClient(app, raise_server_exceptions=False)
     client.headers["Authorization"] = f"Bearer {new_key(app, scope)}"
     return client
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """The application's Database on an empty database of each kind, with the models' tables."""
+    engine = create_db_engine(database_url)
+    Base.metadata.create_all(engine)
+    yield Database(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -12,13 +12,10 @@ import contextlib
 import http.client
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,76 +27,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import REPO_ROOT, REQUIRE_POSTGRES_ENV
+from tests.conftest import REQUIRE_POSTGRES_ENV
+from tests.crm_core.serving import Server, free_port, prepare
 
-BIN = Path(sys.executable).parent
 REQUEST_TIMEOUT = 15.0  # seconds a client waits; every answer must come well before
 OUTAGE_ANSWER_LIMIT = 12.0
 BATCH_SIZE = 10  # the messages a batch of the load carries
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run(command: list[str], url: str) -> str:
-    result = subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def prepare(url: str) -> str:
-    """Migrate the database and create an ingest key; the key."""
-    run([str(BIN / "alembic"), "upgrade", "head"], url)
-    created = run([str(BIN / "crm-core"), "keys", "create", "--scope", "ingest"], url)
-    match = re.search(r"^key:\s+(\S+)$", created, re.M)
-    assert match, created
-    return match[1]
-
-
-class Server:
-    """`crm-core serve --workers 2` in its own process group, so it can be killed whole."""
-
-    def __init__(self, url: str, port: int) -> None:
-        self.url, self.port = url, port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": self.url, "CRM_LOG_LEVEL": "WARNING"}
-        self.process = subprocess.Popen(
-            [str(BIN / "crm-core"), "serve", "--port", str(self.port), "--workers", "2"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    time.sleep(1.0)  # both workers import the app
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("crm-core serve did not start within 60 s")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
-from crm_core.database import Database, create_db_engine
+from crm_core.database import Database
 from crm_core.models import Base, Contact, IdempotencyKey, Message
 from crm_core.models.base import utcnow
 from crm_core.models.idempotency_key import PROCESSING
@@ -221,14 +221,6 @@ def test_a_malformed_idempotency_key_is_400(client: TestClient, key: bytes) -> N
 # Concurrency: the database's unique constraints decide, not the application.
 
 PARALLEL = 50
-
-
-@pytest.fixture
-def database(database_url: str) -> Any:
-    engine = create_db_engine(database_url)
-    Base.metadata.create_all(engine)
-    yield Database(engine)
-    engine.dispose()
 
 
 def test_parallel_identical_messages_are_one_row(database: Database) -> None:
