@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,15 +79,46 @@ def create_db_engine(raw_url: str, *, connect_timeout: int = 5) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_sqlite)
     return engine
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the one write lock before giving up (then a 503)."""
+
+READ_ONLY = "crm_read_only"
+"""Execution option of a connection whose transactions only read (`Database.read_sessionmaker`)."""
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    """Enforce foreign keys (off by default in SQLite) and wait on locks instead of failing."""
+    """Enforce foreign keys (off by default in SQLite), wait on locks instead of failing, use
+    the write-ahead log (readers and the writer no longer block each other), and leave
+    transactions to `_begin_sqlite` (the driver's own BEGIN comes too late: only before the
+    first write, so what was read before it is read outside the transaction)."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def _begin_sqlite(connection: Connection) -> None:
+    """Start every SQLite transaction that may write with BEGIN IMMEDIATE: it takes the write
+    lock first, so a read-then-write (a stage move, an erasure, a contact looked up then
+    created) runs alone, as PostgreSQL's row locks make it run there, and a writer that must
+    wait does so in SQLite's busy handler instead of failing with "database is locked".
+    Read-only sessions begin DEFERRED and, under the write-ahead log, never wait.
+    (SQLAlchemy's recipe for SQLite transactions, "Serializable isolation / Savepoints".)"""
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Table, *columns: str) -> Insert:
+    """`INSERT ... ON CONFLICT (columns) DO NOTHING` in the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(columns))
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(columns))
 
 
 class Database:
@@ -95,11 +127,15 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
+        self.read_sessionmaker = sessionmaker(
+            bind=engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        """Sessions that only read: on SQLite they never take the write lock."""
 
     def ping(self) -> None:
         """Run a trivial query; raise DatabaseUnavailableError if the database does not answer."""
         try:
-            with self.engine.connect() as connection:
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             cause = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -121,5 +157,12 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
         yield session
 
 
+def get_read_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    """One read-only session per request (a route that writes nothing), closed at its end."""
+    with database.read_sessionmaker() as session:
+        yield session
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]

@@ -64,6 +64,13 @@ class InvalidTransitionError(CrmError):
     kind = "invalid-stage-transition"
 
 
+class ContactErasedError(CrmError):
+    """The contact's data was erased (LGPD): it takes nothing new."""
+
+    status = 409
+    kind = "contact-erased"
+
+
 class UnknownPipelineError(CrmError):
     """The pipeline or the stage is not one of the configured pipelines."""
 

@@ -6,11 +6,12 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 
 from crm_core import __version__
 from crm_core.api import health
+from crm_core.api.deps import refuse_unstorable_parameters
 from crm_core.api.v1 import contacts, deals, ingest
 from crm_core.config import Settings, get_settings
 from crm_core.database import Database, create_db_engine
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Headless CRM runtime: message ingest, contacts, deals and pipelines.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unstorable_parameters)],
     )
     app.state.settings = settings
     app.state.database = database

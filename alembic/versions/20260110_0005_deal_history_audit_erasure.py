@@ -68,5 +68,6 @@ def downgrade() -> None:
         "ix_crm_deal_stage_changes_deal_id_changed_at", table_name="crm_deal_stage_changes"
     )
     op.drop_table("crm_deal_stage_changes")
-    with op.batch_alter_table("crm_contacts") as batch:
-        batch.drop_column("erased_at")
+    # In place (SQLite 3.35+ drops a column without rebuilding the table, which the foreign
+    # keys of crm_messages and crm_deals would forbid once contacts have messages or deals).
+    op.drop_column("crm_contacts", "erased_at")

@@ -11,10 +11,12 @@ from email.message import Message
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 
 from crm_core.config import Settings
 from crm_core.models.api_key import SCOPE_INGEST, SCOPE_READWRITE
 from crm_core.problems import Problem
+from crm_core.schemas.text import unstorable
 from crm_core.services.api_keys import Authenticator, Principal
 
 ANONYMOUS = Principal("anonymous", SCOPE_READWRITE)
@@ -51,6 +53,27 @@ def _is_utf8_json(declared: str) -> bool:
         media_type.startswith("application/") and media_type.endswith("+json")
     )
     return is_json and charset in ("utf-8", "utf8")
+
+
+async def refuse_unstorable_parameters(request: Request) -> None:
+    """Refuse, with 422, a query or path parameter that no database can hold (NUL, a lone
+    surrogate: crm_core.schemas.text), before any route reads it."""
+    errors = [
+        {
+            "type": "string_unstorable",
+            "loc": (location, name),
+            "msg": f"Value {problem}",
+            "input": value,
+        }
+        for location, items in (
+            ("query", request.query_params.multi_items()),
+            ("path", request.path_params.items()),
+        )
+        for name, value in items
+        if isinstance(value, str) and (problem := unstorable(value)) is not None
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 def get_app_settings(request: Request) -> Settings:

@@ -6,6 +6,7 @@ from crm_core.models.base import Base
 from crm_core.models.contact import Contact
 from crm_core.models.deal import Deal
 from crm_core.models.deal_stage_change import DealStageChange
+from crm_core.models.erasure import ErasureTombstone, InstanceSecret
 from crm_core.models.idempotency_key import IdempotencyKey
 from crm_core.models.message import Message
 
@@ -16,6 +17,8 @@ __all__ = [
     "Contact",
     "Deal",
     "DealStageChange",
+    "ErasureTombstone",
     "IdempotencyKey",
+    "InstanceSecret",
     "Message",
 ]

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_core.models.base import Base, utcnow
+from crm_core.models.base import Base, Sequenced, utcnow
 
 
-class AuditEvent(Base):
+class AuditEvent(Sequenced, Base):
     """One audited action (`contact.export`, `contact.erase`) on one subject.
 
     Append-only by convention: nothing in crm_core updates or deletes these rows. The subject
@@ -20,7 +20,7 @@ class AuditEvent(Base):
     """
 
     __tablename__ = "crm_audit_log"
-    __table_args__ = (Index("ix_crm_audit_log_subject_id_at", "subject_id", "at"),)
+    __table_args__ = (Index("ix_crm_audit_log_subject_id_seq", "subject_id", "seq"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     action: Mapped[str] = mapped_column(String(32))

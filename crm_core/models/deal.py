@@ -6,16 +6,16 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_core.models.base import Base, TimestampMixin
+from crm_core.models.base import Base, Sequenced, TimestampMixin
 
 if TYPE_CHECKING:
     from crm_core.models.contact import Contact
 
 
-class Deal(TimestampMixin, Base):
+class Deal(Sequenced, TimestampMixin, Base):
     """A deal in a pipeline stage.
 
     The contact foreign key is ON DELETE RESTRICT: deals are business records and must not
@@ -27,6 +27,7 @@ class Deal(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("amount IS NULL OR amount >= 0", name="amount_not_negative"),
         CheckConstraint("length(currency) = 3", name="currency_iso_4217"),
+        Index("ix_crm_deals_txid_seq", "txid", "seq"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

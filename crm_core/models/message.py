@@ -9,24 +9,25 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_core.models.base import Base, utcnow
+from crm_core.models.base import Base, Sequenced, utcnow
 
 if TYPE_CHECKING:
     from crm_core.models.contact import Contact
 
 
-class Message(Base):
+class Message(Sequenced, Base):
     """One accepted message of one contact.
 
     `(source, channel_message_id)` is unique, so a channel that delivers the same message
     twice (WhatsApp retries a webhook until it gets a 2xx) stores it once. Messages without a
-    channel id (NULL) are never considered equal to each other.
+    channel id (NULL) are never considered equal to each other. A contact's messages are
+    listed in (`txid`, `seq`) order: the order they arrived in, a batch's in its own order.
     """
 
     __tablename__ = "crm_messages"
     __table_args__ = (
         UniqueConstraint("source", "channel_message_id"),
-        Index("ix_crm_messages_contact_id_received_at", "contact_id", "received_at"),
+        Index("ix_crm_messages_contact_id_txid_seq", "contact_id", "txid", "seq"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -25,7 +25,8 @@ class MessagePublic(BaseModel):
 class MessagesPublic(BaseModel):
     data: list[MessagePublic]
     next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
+        description="Pass as `cursor` for the next (older) page; null at the end. Messages "
+        "stored later appear before the first page, never between pages already read."
     )
 
 
@@ -48,11 +49,20 @@ class ContactDetail(ContactPublic):
 
 class ContactsPublic(BaseModel):
     data: list[ContactPublic]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+    end_cursor: str | None = Field(
+        description="Where this page ends: pass it as `cursor` later to get only the contacts "
+        "created since (null for an empty list read without a cursor)."
+    )
 
 
 class ErasureReport(BaseModel):
     contact_id: uuid.UUID
-    erased_at: datetime
-    messages_erased: int
-    deals_anonymised: int
+    erased_at: datetime = Field(description="When the person's data was erased (the first time).")
+    messages_erased: int = Field(description="Messages erased by this request.")
+    deals_anonymised: int = Field(description="Deals anonymised by this request.")
+    already_erased: bool = Field(
+        description="True when the contact had been erased before: nothing was changed."
+    )

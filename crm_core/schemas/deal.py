@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from crm_core.schemas.ingest import Metadata
+from crm_core.schemas.text import StorableStr
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -18,7 +19,9 @@ class DealCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     contact_id: uuid.UUID
-    title: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    title: Annotated[
+        StorableStr, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)
+    ]
     pipeline: Slug = Field(description="`rodobens` or `juridico` (GET /pipelines).")
     stage: Slug | None = Field(default=None, description="Default: the pipeline's first stage.")
     amount: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
@@ -62,7 +65,13 @@ class DealDetail(DealPublic):
 
 class DealsPublic(BaseModel):
     data: list[DealPublic]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+    end_cursor: str | None = Field(
+        description="Where this page ends: pass it as `cursor` later to get only the deals "
+        "created since (null for an empty list read without a cursor)."
+    )
 
 
 class StagePublic(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import to_json
 
+from crm_core.schemas.text import storable, unstorable
 from crm_core.services.senders import InvalidSenderError, canonical_sender_id
 
 MAX_SENDER_ID_CHARS = 128
@@ -34,31 +35,12 @@ SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _text_problem(value: str) -> str | None:
-    """What no database stores faithfully: NUL bytes and lone UTF-16 surrogates."""
-    if "\x00" in value:
-        return "must not contain NUL (\\u0000) characters"
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "must be valid Unicode (it contains a lone surrogate)"
-    return None
-
-
-def _storable_text(value: str) -> str:
-    problem = _text_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
 def _sender_id(value: str) -> str:
     if value != value.strip():
         raise ValueError("must not start or end with white space")
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
-    return _storable_text(value)
+    return storable(value)
 
 
 def _metadata(value: dict[str, Any]) -> dict[str, Any]:
@@ -105,14 +87,14 @@ def metadata_walk(value: Any) -> tuple[int, int, str | None]:
         if isinstance(node, str):
             bound += 6 * len(node) + 2
             if problem is None:
-                problem = _text_problem(node)
+                problem = unstorable(node)
         elif isinstance(node, dict):
             deepest = max(deepest, level)
             bound += 2 + 2 * len(node)  # the braces; a colon and a comma a member
             for key, child in node.items():
                 bound += 6 * len(key) + 2
                 if problem is None:
-                    problem = _text_problem(key)
+                    problem = unstorable(key)
                 stack.append((child, level + 1))
         elif isinstance(node, list):
             deepest = max(deepest, level)
@@ -133,9 +115,7 @@ SenderId = Annotated[
     StringConstraints(min_length=1, max_length=MAX_SENDER_ID_CHARS),
     AfterValidator(_sender_id),
 ]
-Content = Annotated[
-    str, StringConstraints(max_length=MAX_CONTENT_CHARS), AfterValidator(_storable_text)
-]
+Content = Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS), AfterValidator(storable)]
 Metadata = Annotated[dict[str, JsonValue], AfterValidator(_metadata)]
 
 

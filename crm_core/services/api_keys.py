@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from crm_core.database import READ_ONLY
 from crm_core.exceptions import ApiKeyError
 from crm_core.models import ApiKey
 from crm_core.models.api_key import SCOPES
@@ -133,7 +134,7 @@ class Authenticator:
         match = _TOKEN.fullmatch(token)
         if match is None:
             return None
-        with self.engine.connect() as connection:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             row = connection.execute(
                 select(ApiKey.id, ApiKey.scope, ApiKey.secret_hash, ApiKey.revoked_at).where(
                     ApiKey.prefix == match[1]

@@ -1,4 +1,4 @@
-"""Reading contacts and their messages."""
+"""Reading contacts and their messages, in arrival order (see crm_core.services.pages)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from sqlalchemy.orm import Session
 
 from crm_core.exceptions import NotFoundError
 from crm_core.models import Contact, Message
-from crm_core.services.pages import page
+from crm_core.services.pages import Page, page
 from crm_core.services.senders import InvalidSenderError, canonical_sender_id
 
 RECENT_MESSAGES = 20
 
 
-def get_contact(session: Session, contact_id: uuid.UUID) -> Contact:
-    contact = session.get(Contact, contact_id)
+def get_contact(session: Session, contact_id: uuid.UUID, *, for_update: bool = False) -> Contact:
+    """The contact (NotFoundError if there is none), its row locked when `for_update`."""
+    query = select(Contact).where(Contact.id == contact_id)
+    contact = session.scalars(query.with_for_update() if for_update else query).first()
     if contact is None:
         raise NotFoundError(f"No contact has the id {contact_id}.")
     return contact
@@ -30,13 +32,13 @@ def list_contacts(
     sender_id: str | None,
     cursor: str | None,
     limit: int,
-) -> tuple[Sequence[Contact], str | None]:
+) -> Page[Contact]:
     query = select(Contact)
     if source is not None:
         query = query.where(Contact.source == source)
     if sender_id is not None:
         query = query.where(Contact.sender_id == _canonical(source, sender_id))
-    return page(session, query, Contact.created_at, Contact.id, cursor=cursor, limit=limit)
+    return page(session, query, Contact, cursor=cursor, limit=limit)
 
 
 def _canonical(source: str | None, sender_id: str) -> str:
@@ -51,19 +53,27 @@ def _canonical(source: str | None, sender_id: str) -> str:
 
 def list_messages(
     session: Session, contact_id: uuid.UUID, *, cursor: str | None, limit: int
-) -> tuple[Sequence[Message], str | None]:
+) -> Page[Message]:
+    """A contact's messages, newest first (NotFoundError for an unknown contact)."""
     get_contact(session, contact_id)
     query = select(Message).where(Message.contact_id == contact_id)
-    return page(
-        session,
-        query,
-        Message.received_at,
-        Message.id,
-        cursor=cursor,
-        limit=limit,
-        newest_first=True,
-    )
+    return page(session, query, Message, cursor=cursor, limit=limit, newest_first=True)
 
 
 def recent_messages(session: Session, contact_id: uuid.UUID) -> Sequence[Message]:
-    return list_messages(session, contact_id, cursor=None, limit=RECENT_MESSAGES)[0]
+    """The contact's latest messages, newest first: everything committed, no cursor."""
+    query = (
+        select(Message)
+        .where(Message.contact_id == contact_id)
+        .order_by(Message.txid.desc(), Message.seq.desc())
+        .limit(RECENT_MESSAGES)
+    )
+    return session.scalars(query).all()
+
+
+def all_messages(session: Session, contact_id: uuid.UUID) -> Sequence[Message]:
+    """Every message of the contact, oldest first, in arrival order."""
+    query = (
+        select(Message).where(Message.contact_id == contact_id).order_by(Message.txid, Message.seq)
+    )
+    return session.scalars(query).all()

@@ -8,12 +8,17 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_core.exceptions import InvalidTransitionError, NotFoundError, UnknownPipelineError
+from crm_core.exceptions import (
+    ContactErasedError,
+    InvalidTransitionError,
+    NotFoundError,
+    UnknownPipelineError,
+)
 from crm_core.models import Contact, Deal, DealStageChange
 from crm_core.models.base import utcnow
 from crm_core.pipelines import PIPELINES, Pipeline
 from crm_core.schemas.deal import DealCreate, DealDetail, DealPublic, StageChangePublic
-from crm_core.services.pages import page
+from crm_core.services.pages import Page, page
 
 
 def pipeline_named(slug: str) -> Pipeline:
@@ -35,10 +40,22 @@ def _check_stage(pipeline: Pipeline, stage: str) -> str:
 
 
 def create_deal(session: Session, data: DealCreate, actor: str) -> Deal:
+    """Create a deal with its first history entry. Raises UnknownPipelineError (unknown
+    pipeline, stage or contact) and ContactErasedError (the contact's data was erased)."""
     pipeline = pipeline_named(data.pipeline)
     stage = _check_stage(pipeline, data.stage or pipeline.initial)
-    if session.get(Contact, data.contact_id) is None:
+    # The contact's row is share-locked until the commit, so an erasure (which locks it for
+    # update) either sees this deal and anonymises it, or has ended and is seen here.
+    contact = session.scalars(
+        select(Contact).where(Contact.id == data.contact_id).with_for_update(key_share=True)
+    ).first()
+    if contact is None:
         raise UnknownPipelineError(f"No contact has the id {data.contact_id}.")
+    if contact.erased_at is not None:
+        raise ContactErasedError(
+            f"The contact {contact.id} was erased at the person's request (LGPD) on "
+            f"{contact.erased_at:%Y-%m-%d}; it takes no new deals."
+        )
     deal = Deal(
         contact_id=data.contact_id,
         title=data.title,
@@ -64,10 +81,11 @@ def get_deal(session: Session, deal_id: uuid.UUID, *, for_update: bool = False) 
 
 
 def history(session: Session, deal_id: uuid.UUID) -> Sequence[DealStageChange]:
+    """The deal's stage changes in the order they were made (see DealStageChange)."""
     query = (
         select(DealStageChange)
         .where(DealStageChange.deal_id == deal_id)
-        .order_by(DealStageChange.changed_at, DealStageChange.id)
+        .order_by(DealStageChange.seq)
     )
     return session.scalars(query).all()
 
@@ -105,7 +123,7 @@ def list_deals(
     contact_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
-) -> tuple[Sequence[Deal], str | None]:
+) -> Page[Deal]:
     query = select(Deal)
     if pipeline is not None:
         query = query.where(Deal.pipeline == pipeline)
@@ -113,7 +131,7 @@ def list_deals(
         query = query.where(Deal.stage == stage)
     if contact_id is not None:
         query = query.where(Deal.contact_id == contact_id)
-    return page(session, query, Deal.created_at, Deal.id, cursor=cursor, limit=limit)
+    return page(session, query, Deal, cursor=cursor, limit=limit)
 
 
 def deal_detail(session: Session, deal: Deal) -> DealDetail:

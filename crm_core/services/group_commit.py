@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -30,15 +31,17 @@ from crm_core.exceptions import DatabaseUnavailableError
 from crm_core.models.base import utcnow
 from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
 from crm_core.services.ingest import (
-    Statement,
+    Steps,
     StoredMessage,
+    batch_steps,
+    known_steps,
     leftovers,
     merge,
-    pg_batch_steps,
-    pg_known_steps,
-    pg_steps,
+    pg_statement,
     store_messages,
+    store_steps,
 )
+from crm_core.services.tombstones import KEY_BYTES, KEY_NAME
 
 logger = logging.getLogger("crm_core.ingest")
 
@@ -65,6 +68,7 @@ class GroupCommitter:
         )
         self._pg: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] | None = None
         self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._key: bytes | None = None  # the tombstone key, once read
 
     @property
     def on_postgresql(self) -> bool:
@@ -86,9 +90,12 @@ class GroupCommitter:
         stored all the same, and a retry finds its messages stored.
         """
         now = utcnow()
-        task = asyncio.ensure_future(
-            self._run(lambda: pg_batch_steps(messages, now), transaction=True)
-        )
+
+        async def store() -> list[StoredMessage]:
+            key = await self._tombstone_key()
+            return await self._run(lambda: batch_steps(messages, now, key), transaction=True)
+
+        task = asyncio.ensure_future(store())
         task.add_done_callback(_consume_outcome)
         return await asyncio.shield(task)
 
@@ -124,8 +131,9 @@ class GroupCommitter:
         that is new. The others (new senders, messages already stored) then take the full
         path, in one transaction."""
         now = utcnow()
+        key = await self._tombstone_key()
         try:
-            first = await self._run(lambda: pg_known_steps(messages, now), transaction=False)
+            first = await self._run(lambda: known_steps(messages, now, key), transaction=False)
         except psycopg.Error:
             if len(messages) == 1:
                 raise
@@ -136,7 +144,7 @@ class GroupCommitter:
         others = [messages[index] for index in rest]
         outcome: Sequence[StoredMessage | Exception]
         try:
-            outcome = await self._run(_steps_of(others, now), transaction=True)
+            outcome = await self._run(_steps_of(others, now, key), transaction=True)
         except DatabaseUnavailableError as exc:  # the first ones are committed: only the others
             outcome = [exc] * len(others)
         except psycopg.Error as exc:
@@ -150,15 +158,37 @@ class GroupCommitter:
         logger.warning("a grouped commit of %d messages failed; storing each alone", len(messages))
         results: list[StoredMessage | Exception] = []
         now = utcnow()
+        key = await self._tombstone_key()
         for message in messages:
             try:
-                results.append((await self._run(_steps_of([message], now), transaction=True))[0])
+                steps = _steps_of([message], now, key)
+                results.append((await self._run(steps, transaction=True))[0])
             except Exception as exc:
                 results.append(exc)
         return results
 
+    async def _tombstone_key(self) -> bytes:
+        """The tombstone key (crm_core.services.tombstones), read once, made if missing."""
+        if self._key is None:
+            find = ("SELECT value FROM crm_secrets WHERE name = %(name)s", {"name": KEY_NAME})
+            make = (
+                "INSERT INTO crm_secrets (name, value, created_at) "
+                "VALUES (%(name)s, %(value)s, %(now)s) ON CONFLICT (name) DO NOTHING",
+                {"name": KEY_NAME, "value": os.urandom(KEY_BYTES), "now": utcnow()},
+            )
+
+            def steps() -> Generator[tuple[str, dict[str, Any]], Any, bytes]:
+                rows = yield find
+                if not rows:  # autocommitted: once made, it is the key
+                    yield make
+                    rows = yield find
+                return bytes(rows[0][0])
+
+            self._key = await self._run(steps, transaction=False)
+        return self._key
+
     async def _run(
-        self, make_steps: Callable[[], Generator[Statement, Any, R]], *, transaction: bool
+        self, make_steps: Callable[[], Generator[Any, Any, R]], *, transaction: bool
     ) -> R:
         """Run the steps on the worker's async connection (autocommit), in a transaction of
         their own when asked; retried once on a deadlock or serialization failure."""
@@ -232,23 +262,23 @@ def _consume_outcome(task: asyncio.Task[Any]) -> None:
 
 
 def _steps_of(
-    messages: Sequence[IngestMessage], now: datetime
-) -> Callable[[], Generator[Statement, Any, list[StoredMessage]]]:
-    """A fresh `pg_steps` generator at each attempt."""
-    return lambda: pg_steps(messages, now)
+    messages: Sequence[IngestMessage], now: datetime, key: bytes
+) -> Callable[[], Steps[list[StoredMessage]]]:
+    """A fresh `store_steps` generator at each attempt."""
+    return lambda: store_steps(messages, now, key)
 
 
-async def run_async(
-    connection: psycopg.AsyncConnection[Any], steps: Generator[Statement, Any, R]
-) -> R:
-    """Run statement steps (`pg_known_steps`, `pg_steps`) on an async connection."""
+async def run_async(connection: psycopg.AsyncConnection[Any], steps: Generator[Any, Any, R]) -> R:
+    """Run steps on an async connection: the storing's requests (crm_core.services.ingest),
+    each as its PostgreSQL statement, or plain (statement, parameters) pairs."""
     async with connection.cursor() as cursor:
         try:
-            statement, parameters = next(steps)
+            request = next(steps)
             while True:
-                await cursor.execute(statement, parameters)
+                statement = request if isinstance(request, tuple) else pg_statement(request)
+                await cursor.execute(*statement)
                 rows = await cursor.fetchall() if cursor.description else []
-                statement, parameters = steps.send(rows)
+                request = steps.send(rows)
         except StopIteration as done:
             result: R = done.value
             return result

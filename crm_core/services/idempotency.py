@@ -4,7 +4,8 @@ A request with a key first claims it: a `processing` row, committed on its own, 
 (principal, key). Then its work and the `completed` state (with the response to replay) are
 committed together. Whoever comes second meets the row:
 
-- same fingerprint, completed: 200 with the first response (replayed);
+- same fingerprint, completed: 200 with the first response (replayed), or the first
+  response's own status when it refused the request (a 409 or 410 of the ingest);
 - same fingerprint, still processing: 409 (retry later);
 - another fingerprint: 422 (the key was reused for a different request).
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, select, update
 
+from crm_core.database import insert_ignoring_conflicts
 from crm_core.exceptions import (
     IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
@@ -34,7 +36,6 @@ from crm_core.exceptions import (
 )
 from crm_core.models.base import utcnow
 from crm_core.models.idempotency_key import COMPLETED, PROCESSING, IdempotencyKey
-from crm_core.services.ingest import insert_ignoring_conflicts
 
 KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 MAX_KEY_CHARS = 255
@@ -115,9 +116,9 @@ def _claim(
         if claimed is not None:
             return claim_id
         existing = connection.execute(
-            select(KEYS.c.fingerprint, KEYS.c.state, KEYS.c.response_body).where(
-                KEYS.c.principal == principal, KEYS.c.key == key
-            )
+            select(
+                KEYS.c.fingerprint, KEYS.c.state, KEYS.c.response_status, KEYS.c.response_body
+            ).where(KEYS.c.principal == principal, KEYS.c.key == key)
         ).first()
         if (
             existing is not None
@@ -148,7 +149,9 @@ def _claim(
         )
     if existing.fingerprint != request_fingerprint:
         raise _reused()
-    return Outcome(200, existing.response_body, replayed=True)
+    # A success is replayed as 200 (the work is done); a refusal (409, 410) as itself.
+    code = existing.response_status or 200
+    return Outcome(200 if code < 300 else code, existing.response_body, replayed=True)
 
 
 def _reused() -> IdempotencyKeyReusedError:

@@ -1,36 +1,68 @@
-"""Keyset pages: rows after a cursor, in a stable (timestamp, id) order."""
+"""Keyset pages in commit-safe order: rows after a cursor, by (txid, seq).
+
+A cursor is the (txid, seq) of the last row a page returned. On PostgreSQL, writers commit in
+any order, so a page only returns rows whose `txid` is below the oldest transaction still
+running when the page was read (`pg_snapshot_xmin(pg_current_snapshot())`, PostgreSQL's
+"Snapshot Information Functions"): every such transaction has ended, so no row with a smaller
+key can appear later, and a cursor never passes a row that is still in flight. A row written
+while a page is read shows up on a later page, after the rows the cursor already passed,
+never behind them. On SQLite one transaction writes at a time and `seq` is numbered inside it,
+so `seq` order is commit order already (see crm_core.models.base.Sequenced).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import BigInteger, ColumnClause, Select, literal_column, tuple_
+from sqlalchemy.orm import Session
 
 from crm_core.schemas.pagination import decode_cursor, encode_cursor
 
 T = TypeVar("T")
 
+VISIBLE_HORIZON: ColumnClause[int] = literal_column(
+    "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint", BigInteger()
+)
+"""The id of the oldest transaction running when the statement began (PostgreSQL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list.
+
+    `next_cursor` continues to the next page (None on the last one); `end_cursor` is where
+    this page ends (the cursor given, when it is empty): asked for later, it returns exactly
+    the rows written since, so a reader that polls from it sees every row once.
+    """
+
+    rows: Sequence[T]
+    next_cursor: str | None
+    end_cursor: str | None
+
 
 def page(
     session: Session,
-    query: Select[T],
-    at: InstrumentedAttribute[Any],
-    row_id: InstrumentedAttribute[Any],
+    query: Select[Any],
+    model: Any,
     *,
     cursor: str | None,
     limit: int,
     newest_first: bool = False,
-) -> tuple[Sequence[T], str | None]:
-    """A page of `query` ordered by (at, id), and the next page's cursor (None at the end)."""
-    key = tuple_(at, row_id)
+) -> Page[Any]:
+    """A page of `query` (over a `Sequenced` model) in (txid, seq) order, oldest first or
+    newest first. Raises Problem(400) for a cursor this API did not give out."""
+    key = tuple_(model.txid, model.seq)
     if cursor is not None:
         after = tuple_(*decode_cursor(cursor))
         query = query.where(key < after if newest_first else key > after)
-    order = (at.desc(), row_id.desc()) if newest_first else (at.asc(), row_id.asc())
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.where(model.txid < VISIBLE_HORIZON)
+    order = (model.txid.desc(), model.seq.desc()) if newest_first else (model.txid, model.seq)
     rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor(getattr(last, at.key), getattr(last, row_id.key))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    end = encode_cursor(rows[-1].txid, rows[-1].seq) if rows else cursor
+    return Page(rows, end if more else None, end)

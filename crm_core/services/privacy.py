@@ -1,10 +1,19 @@
 """LGPD: export everything held about a person, or erase their personal data; both audited.
 
-Erasure keeps the rows (a deal's figures are business records, and its foreign key is
-ON DELETE RESTRICT) but removes what identifies the person: the contact's name, sender id
-(replaced by `erased:<contact id>`, so a new message from the person starts a new contact) and
-attributes; every message's content, sender id, metadata and channel id; each deal's title and
-attributes. Pipeline, stage, amount, currency, dates and stage history stay.
+The person's rights are those of LGPD (Lei 13.709/2018) art. 18: access to their data (II, the
+export) and elimination of the data processed with their consent (VI, the erasure). Art. 16
+lets the controller keep what a legal duty or its own regular exercise of rights requires; here
+that is a deal's figures (pipeline, stage, amount, currency, dates, stage history), which are
+business records.
+
+Erasure keeps the rows (a deal's foreign key is ON DELETE RESTRICT) but removes what identifies
+the person: the contact's name, sender id (replaced by `erased:<contact id>`) and attributes;
+every message's content, sender id, metadata and channel id; each deal's title and attributes.
+It lasts: each erased message that had a channel message id leaves a tombstone that holds no
+personal data (crm_core.services.tombstones), so the channel re-delivering it, or replaying the
+conversation, stores nothing again; and an erased contact takes no new message nor deal. A new
+message of the person (a new channel id) is a new conversation: it starts a new contact.
+Erasing again changes nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +21,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Update, func, select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.models import AuditEvent, Deal, Message
 from crm_core.models.base import utcnow
 from crm_core.schemas.contact import ContactPublic, ErasureReport, MessagePublic
-from crm_core.services.contacts import get_contact
+from crm_core.services import tombstones
+from crm_core.services.contacts import all_messages, get_contact
 from crm_core.services.deals import deal_detail
 
 ERASED_TITLE = "(anonimizado)"
@@ -47,15 +57,12 @@ def audit(
 def export_contact(
     session: Session, contact_id: uuid.UUID, actor: str, request_id: str | None
 ) -> dict[str, Any]:
-    """The contact, every message and every deal (with history), as JSON-ready data."""
+    """The contact, every message (oldest first, in arrival order) and every deal (with its
+    history), as JSON-ready data; audited as `contact.export`."""
     contact = get_contact(session, contact_id)
-    messages = session.scalars(
-        select(Message)
-        .where(Message.contact_id == contact_id)
-        .order_by(Message.received_at, Message.id)
-    ).all()
+    messages = all_messages(session, contact_id)
     deals = session.scalars(
-        select(Deal).where(Deal.contact_id == contact_id).order_by(Deal.created_at, Deal.id)
+        select(Deal).where(Deal.contact_id == contact_id).order_by(Deal.txid, Deal.seq)
     ).all()
     document = {
         "exported_at": utcnow().isoformat(),
@@ -78,8 +85,42 @@ def export_contact(
 def erase_contact(
     session: Session, contact_id: uuid.UUID, actor: str, request_id: str | None
 ) -> ErasureReport:
-    contact = get_contact(session, contact_id)
+    """Erase the person's data (see the module's docstring); audited as `contact.erase`.
+
+    The contact's row is locked first (FOR UPDATE on PostgreSQL; SQLite writes one transaction
+    at a time): a message or deal being stored for it meanwhile is waited for and erased too,
+    and one stored later finds the contact erased. A contact erased before is left as it is:
+    the report then gives the first erasure's time, zero counts and `already_erased`.
+    Raises NotFoundError for an unknown contact.
+    """
+    contact = get_contact(session, contact_id, for_update=True)
+    if contact.erased_at is not None:
+        first = contact.erased_at
+        audit(session, "contact.erase", contact_id, actor, request_id, {"already_erased": True})
+        session.commit()
+        return ErasureReport(
+            contact_id=contact_id,
+            erased_at=first,
+            messages_erased=0,
+            deals_anonymised=0,
+            already_erased=True,
+        )
     now = utcnow()
+    connection = session.connection()
+    identified = connection.execute(
+        select(Message.source, Message.channel_message_id).where(
+            Message.contact_id == contact_id, Message.channel_message_id.is_not(None)
+        )
+    ).all()
+    buried = tombstones.bury(
+        connection,
+        tombstones.tombstone_key(connection),
+        [
+            (source, channel_id, contact.sender_id)
+            for source, channel_id in identified
+            if channel_id is not None
+        ],
+    )
     placeholder = f"erased:{contact.id}"
     contact.display_name = None
     contact.sender_id = placeholder
@@ -103,7 +144,7 @@ def erase_contact(
         contact_id,
         actor,
         request_id,
-        {"messages": erased_messages, "deals": deals},
+        {"messages": erased_messages, "deals": deals, "tombstones": buried},
     )
     session.commit()
     return ErasureReport(
@@ -111,19 +152,10 @@ def erase_contact(
         erased_at=now,
         messages_erased=erased_messages,
         deals_anonymised=deals,
+        already_erased=False,
     )
 
 
 def _rowcount(session: Session, statement: Update) -> int:
     result = session.execute(statement)
     return int(getattr(result, "rowcount", 0))
-
-
-def audit_trail(session: Session, subject_id: uuid.UUID) -> list[AuditEvent]:
-    query = select(AuditEvent).where(AuditEvent.subject_id == subject_id)
-    return list(session.scalars(query.order_by(AuditEvent.at, AuditEvent.id)).all())
-
-
-def count_messages(session: Session, contact_id: uuid.UUID) -> int:
-    query = select(func.count()).select_from(Message).where(Message.contact_id == contact_id)
-    return int(session.execute(query).scalar_one())

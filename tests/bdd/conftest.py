@@ -16,11 +16,19 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 
-from tests.bdd.steps import api, crm_api, databases, ingest, migrations, models
+from tests.bdd.steps import api, crm_api, databases, ingest, migrations, models, promises
 from tests.bdd.support.databases import DATABASE_PROPERTY, alembic_config
 from tests.bdd.support.tags import feature_tags
 
-STEP_MODULES: tuple[ModuleType, ...] = (api, crm_api, databases, ingest, migrations, models)
+STEP_MODULES: tuple[ModuleType, ...] = (
+    api,
+    crm_api,
+    databases,
+    ingest,
+    migrations,
+    models,
+    promises,
+)
 """Every step module; a test checks that it lists each file of tests/bdd/steps/."""
 
 STEP_DEFINITION_PREFIX = "pytestbdd_stepdef_"

@@ -27,8 +27,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.bdd.support.serving import Server, free_port, prepare
 from tests.conftest import REQUIRE_POSTGRES_ENV
-from tests.crm_core.serving import Server, free_port, prepare
 
 REQUEST_TIMEOUT = 15.0  # seconds a client waits; every answer must come well before
 OUTAGE_ANSWER_LIMIT = 12.0

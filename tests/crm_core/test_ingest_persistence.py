@@ -296,6 +296,7 @@ def test_a_mixed_batch_gives_each_message_its_own_result(database: Database, pat
     with database.engine.connect() as connection:
         rows = dict(connection.execute(select(Message.id, Message.contact_id)).all())
     for message, result in zip(messages, results, strict=True):
+        assert result.id is not None
         assert rows[result.id] == result.contact_id, message
     assert len({results[0].contact_id, results[1].contact_id}) == 2
 

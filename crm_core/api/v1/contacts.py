@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from crm_core.api.deps import ApiPrincipal
-from crm_core.database import SessionDep
+from crm_core.database import ReadSessionDep, SessionDep
 from crm_core.schemas.contact import (
     ContactDetail,
     ContactPublic,
@@ -35,25 +35,31 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("", summary="List contacts, oldest first", responses=_ERRORS)
 def list_contacts(
-    session: SessionDep,
+    session: ReadSessionDep,
     _principal: ApiPrincipal,
     source: Annotated[str | None, Query(pattern=SOURCE_PATTERN)] = None,
     sender_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> ContactsPublic:
-    """Filter by `source` and `sender_id` (with a source, either form of a phone number)."""
-    rows, next_cursor = contacts.list_contacts(
+    """Filter by `source` and `sender_id` (with a source, either form of a phone number).
+
+    Contacts come in the order they were created. Following `next_cursor`, then polling from
+    `end_cursor`, gives each contact exactly once, even while others are being created.
+    """
+    found = contacts.list_contacts(
         session, source=source, sender_id=sender_id, cursor=cursor, limit=limit
     )
     return ContactsPublic(
-        data=[ContactPublic.model_validate(row) for row in rows], next_cursor=next_cursor
+        data=[ContactPublic.model_validate(row) for row in found.rows],
+        next_cursor=found.next_cursor,
+        end_cursor=found.end_cursor,
     )
 
 
 @router.get("/{contact_id}", summary="A contact and its latest messages", responses=_ERRORS)
 def get_contact(
-    contact_id: uuid.UUID, session: SessionDep, _principal: ApiPrincipal
+    contact_id: uuid.UUID, session: ReadSessionDep, _principal: ApiPrincipal
 ) -> ContactDetail:
     contact = contacts.get_contact(session, contact_id)
     recent = contacts.recent_messages(session, contact_id)
@@ -68,14 +74,16 @@ def get_contact(
 )
 def list_messages(
     contact_id: uuid.UUID,
-    session: SessionDep,
+    session: ReadSessionDep,
     _principal: ApiPrincipal,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> MessagesPublic:
-    rows, next_cursor = contacts.list_messages(session, contact_id, cursor=cursor, limit=limit)
+    """In arrival order, newest first (a batch's messages in the batch's order, reversed)."""
+    found = contacts.list_messages(session, contact_id, cursor=cursor, limit=limit)
     return MessagesPublic(
-        data=[MessagePublic.model_validate(row) for row in rows], next_cursor=next_cursor
+        data=[MessagePublic.model_validate(row) for row in found.rows],
+        next_cursor=found.next_cursor,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from crm_core.api.deps import ApiPrincipal
-from crm_core.database import SessionDep
+from crm_core.database import ReadSessionDep, SessionDep
 from crm_core.pipelines import PIPELINES
 from crm_core.schemas.deal import (
     DealCreate,
@@ -31,7 +31,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid API key", **_PROBLEM},
     403: {"description": "The API key is not a read/write key", **_PROBLEM},
     404: {"description": "No such deal", **_PROBLEM},
-    409: {"description": "The pipeline does not allow that move", **_PROBLEM},
+    409: {
+        "description": "The pipeline does not allow that move, or the contact was erased",
+        **_PROBLEM,
+    },
     422: {"description": "Invalid body, unknown pipeline, stage or contact", **_PROBLEM},
 }
 
@@ -74,7 +77,7 @@ def create_deal(
 
 @router.get("/deals", summary="List deals, oldest first", responses=_ERRORS)
 def list_deals(
-    session: SessionDep,
+    session: ReadSessionDep,
     _principal: ApiPrincipal,
     pipeline: Slug | None = None,
     stage: Slug | None = None,
@@ -82,7 +85,9 @@ def list_deals(
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> DealsPublic:
-    rows, next_cursor = deals.list_deals(
+    """Deals in the order they were created. Following `next_cursor`, then polling from
+    `end_cursor`, gives each deal exactly once, even while others are being created."""
+    found = deals.list_deals(
         session,
         pipeline=pipeline,
         stage=stage,
@@ -91,12 +96,14 @@ def list_deals(
         limit=limit,
     )
     return DealsPublic(
-        data=[DealPublic.model_validate(row) for row in rows], next_cursor=next_cursor
+        data=[DealPublic.model_validate(row) for row in found.rows],
+        next_cursor=found.next_cursor,
+        end_cursor=found.end_cursor,
     )
 
 
 @router.get("/deals/{deal_id}", summary="A deal and its stage history", responses=_ERRORS)
-def get_deal(deal_id: uuid.UUID, session: SessionDep, _principal: ApiPrincipal) -> DealDetail:
+def get_deal(deal_id: uuid.UUID, session: ReadSessionDep, _principal: ApiPrincipal) -> DealDetail:
     return deals.deal_detail(session, deals.get_deal(session, deal_id))
 
 

@@ -1,8 +1,10 @@
 """`POST /ingest/message` and `POST /ingest/messages`: the door of every channel.
 
 A new message is stored, with its contact resolved or created, in a transaction committed
-before the answer is sent (202); a message already stored (same channel message id, or same
-Idempotency-Key) is answered with its original receipt (200), and stored once.
+before the answer is sent (202); a message already stored (same channel message id with the
+same content and sender, or same Idempotency-Key) is answered with its original receipt (200),
+and stored once. A channel message id already used by another message is a 409 that names it;
+a message of a person whose data was erased is a 410, and nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from crm_core.api.deps import (
 )
 from crm_core.database import Database
 from crm_core.models.base import utcnow
-from crm_core.problems import problem_body, validation_problem_from
+from crm_core.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body, validation_problem_from
 from crm_core.schemas.ingest import (
     MAX_BATCH_MESSAGES,
     BatchReceipt,
@@ -54,7 +56,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not valid JSON, or the Idempotency-Key is", **_PROBLEM},
     401: {"description": "No valid API key, or a missing or wrong signature", **_PROBLEM},
     403: {"description": "The API key may not ingest", **_PROBLEM},
-    409: {"description": "The first request with this Idempotency-Key still runs", **_PROBLEM},
+    409: {
+        "description": "The channel message id is already used by another message (the "
+        "problem's `stored_message` names it), or the first request with this "
+        "Idempotency-Key still runs",
+        **_PROBLEM,
+    },
+    410: {
+        "description": "The message belongs to data erased at the person's request (LGPD): "
+        "nothing of it is stored",
+        **_PROBLEM,
+    },
     413: {"description": "The body is larger than the limit", **_PROBLEM},
     415: {"description": "The body is not application/json", **_PROBLEM},
     422: {"description": "A field is invalid, or the Idempotency-Key was reused", **_PROBLEM},
@@ -67,24 +79,63 @@ async def ingest_message(
     request: Request,
     principal: IngestPrincipal,
 ) -> Response:
-    """Store the message and its contact; 202 with a receipt, 200 for a message already stored."""
+    """Store the message and its contact: 202 with a receipt; 200 with the original receipt
+    for a message already stored; 409 for a message id used by another message; 410 for a
+    message of erased data."""
     if request.app.state.settings.ingest_validation_only:
         return _json(status.HTTP_202_ACCEPTED, _unsaved_receipt())
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
         committer: GroupCommitter = request.app.state.group_committer
         stored = await committer.submit(message)
-        if stored.duplicate:
-            return _json(status.HTTP_200_OK, stored.receipt(), replayed=True)
-        return _json(status.HTTP_202_ACCEPTED, stored.receipt())
+        answer = _answer(stored, message, request.url.path)
+        if answer.status >= 400:
+            answer.body["request_id"] = getattr(request.state, "request_id", None)
+        return _json(answer.status, answer.body, replayed=answer.replayed)
 
     def work(connection: Connection) -> idempotency.Outcome:
-        stored = store_messages(connection, [message])[0]
-        code = status.HTTP_200_OK if stored.duplicate else status.HTTP_202_ACCEPTED
-        return idempotency.Outcome(code, stored.receipt(), replayed=stored.duplicate)
+        return _answer(store_messages(connection, [message])[0], message, request.url.path)
 
     outcome = await _run_once(request, principal, key, message.model_dump(), work)
     return _json(outcome.status, outcome.body, replayed=outcome.replayed)
+
+
+def _answer(stored: StoredMessage, message: IngestMessage, instance: str) -> idempotency.Outcome:
+    """The response to one message: its status and body, and whether it is a replay."""
+    if stored.outcome == "accepted":
+        return idempotency.Outcome(status.HTTP_202_ACCEPTED, stored.receipt())
+    if stored.outcome == "duplicate":
+        return idempotency.Outcome(status.HTTP_200_OK, stored.receipt(), replayed=True)
+    problem = _refusal(stored, message)
+    return idempotency.Outcome(problem.status, problem_body(problem, instance))
+
+
+def _refusal(stored: StoredMessage, message: IngestMessage) -> Problem:
+    """Why nothing of a message was kept: a message id used by another message (409), or a
+    message of erased data (410)."""
+    if stored.outcome == "erased":
+        return Problem(
+            410,
+            "This message belongs to data erased at the person's request (LGPD); nothing of "
+            "it is stored again. A new message of the person, with a new message id, starts "
+            "a new contact.",
+            kind="erased",
+            title="Erased",
+        )
+    row = stored.row()
+    used_by = (
+        "a message whose data was erased"
+        if row is None
+        else f"message {row['id']}, with other content or from another sender"
+    )
+    return Problem(
+        409,
+        f"The message id {message.channel_message_id!r} of source {message.source!r} is already "
+        f"used by {used_by}; nothing of this message was stored. A new message needs a new id.",
+        kind="message-id-conflict",
+        title="Message id already used",
+        stored_message=row,
+    )
 
 
 async def _run_once(
@@ -197,7 +248,8 @@ router.add_api_route(
 
 def _json(code: int, body: Any, *, replayed: bool = False) -> Response:
     headers = {REPLAYED_HEADER: "true"} if replayed else None
-    return Response(to_json(body), code, headers, "application/json")
+    media_type = PROBLEM_MEDIA_TYPE if code >= 400 else "application/json"
+    return Response(to_json(body), code, headers, media_type)
 
 
 async def ingest_messages(
@@ -208,7 +260,8 @@ async def ingest_messages(
     """Validate each message on its own; store the valid ones in one transaction.
 
     Each result says `accepted` (stored now), `duplicate` (stored before: the original id) or
-    `rejected` (with the problem, and nothing stored for it).
+    `rejected` (with the problem, and nothing stored for it: 422 invalid, 409 its message id
+    used by another message, 410 a message of erased data).
     """
     valid, results = _validate_items(batch.messages, request.url.path)
     return await _store_batch(request, principal, len(batch.messages), valid, results, batch)
@@ -227,8 +280,8 @@ async def _store_batch(
     messages = [message for _, message in valid]
 
     def receipt(stored: list[StoredMessage]) -> dict[str, Any]:
-        for (index, _), outcome in zip(valid, stored, strict=True):
-            results[index] = _item(index, outcome)
+        for (index, message), outcome in zip(valid, stored, strict=True):
+            results[index] = _item(index, message, outcome, request.url.path)
         ordered = [results[index] for index in range(length)]
         counts = Counter(result["status"] for result in ordered)
         return {
@@ -335,10 +388,18 @@ def _validate_items(
 
 def _unsaved_receipt() -> dict[str, Any]:
     """What the benchmark's validation-only mode answers: a receipt for nothing stored."""
-    return StoredMessage(uuid.uuid4(), uuid.UUID(int=0), utcnow(), duplicate=False).receipt()
+    return StoredMessage("accepted", uuid.uuid4(), uuid.UUID(int=0), utcnow()).receipt()
 
 
-def _item(index: int, stored: StoredMessage) -> dict[str, Any]:
+def _item(
+    index: int, message: IngestMessage, stored: StoredMessage, instance: str
+) -> dict[str, Any]:
+    if stored.refused:
+        problem = problem_body(_refusal(stored, message), instance)
+        return {"index": index, "status": "rejected", "problem": problem}
+    assert stored.id is not None
+    assert stored.contact_id is not None
+    assert stored.received_at is not None
     return {
         "index": index,
         "status": "duplicate" if stored.duplicate else "accepted",

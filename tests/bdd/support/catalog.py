@@ -127,7 +127,7 @@ class Catalog:
     @classmethod
     def from_ddl(cls, ddl: str, source: str) -> Catalog:
         """Replay PostgreSQL DDL (CREATE/DROP TABLE, CREATE/DROP INDEX, ALTER TABLE ADD/DROP
-        COLUMN) on an empty catalog."""
+        COLUMN and ALTER COLUMN) on an empty catalog."""
         return cls(source).apply(ddl)
 
     def apply(self, ddl: str) -> Catalog:
@@ -160,6 +160,9 @@ class Catalog:
                 else:
                     del columns[_identifier(column["rest"].split()[0])]
                 tables[table.name] = replace(table, columns=columns)
+            elif head == "ALTER TABLE" and _ALTER_COLUMNS.match(statement):
+                table = tables[_identifier(words[2])]
+                tables[table.name] = _alter_columns(table, statement)
             elif words[0].upper() in _NOT_SCHEMA_CHANGES:
                 continue
             else:
@@ -167,8 +170,9 @@ class Catalog:
         return Catalog(self.source, tables)
 
 
-# Statements that change rows or transactions, not the schema (alembic's version bookkeeping).
-_NOT_SCHEMA_CHANGES = {"BEGIN", "COMMIT", "INSERT", "UPDATE", "DELETE"}
+# Statements that change rows or transactions, not the schema (alembic's version bookkeeping,
+# a sequence moved past the rows a migration numbered).
+_NOT_SCHEMA_CHANGES = {"BEGIN", "COMMIT", "INSERT", "UPDATE", "DELETE", "SELECT"}
 
 # PostgreSQL's information_schema names for the types the DDL spells differently.
 _DATA_TYPE_NAMES = {
@@ -262,6 +266,12 @@ _FOREIGN_KEY = re.compile(
 _ALTER_COLUMN = re.compile(
     r"ALTER TABLE (?P<table>\S+) (?P<action>ADD|DROP) COLUMN (?P<rest>.+)$", re.IGNORECASE
 )
+_ALTER_COLUMNS = re.compile(r"ALTER TABLE \S+ ALTER COLUMN ", re.IGNORECASE)
+_COLUMN_ACTION = re.compile(
+    r"ALTER COLUMN (?P<column>\S+) (?P<action>SET NOT NULL|DROP NOT NULL|ADD GENERATED "
+    r"(?:ALWAYS|BY DEFAULT) AS IDENTITY|SET DEFAULT .+|DROP DEFAULT)$",
+    re.IGNORECASE,
+)
 _CREATE_INDEX = re.compile(
     r"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?P<table>\S+) ?\((?P<columns>[^)]*)\)$",
     re.IGNORECASE,
@@ -325,10 +335,28 @@ def _parse_column(item: str) -> tuple[Column, bool]:
         type_words.append(word)
     clauses = " ".join(words[1 + len(type_words) :]).upper()
     inline_primary_key = "PRIMARY KEY" in clauses
-    nullable = "NOT NULL" not in clauses and not inline_primary_key
+    identity = "GENERATED" in clauses and "AS IDENTITY" in clauses
+    nullable = "NOT NULL" not in clauses and not inline_primary_key and not identity
     return Column(_identifier(words[0]), _data_type(" ".join(type_words)), nullable), (
         inline_primary_key
     )
+
+
+def _alter_columns(table: Table, statement: str) -> Table:
+    """`ALTER TABLE t ALTER COLUMN c <action>, ...`: what it changes of the columns (an identity
+    column is NOT NULL; a default changes nothing this catalog holds)."""
+    actions = _split_top_level(statement.split(None, 3)[3])
+    columns = dict(table.columns)
+    for action in actions:
+        match = _COLUMN_ACTION.match(action)
+        if match is None:
+            raise UnreadableDdlError(f"{table.name}: unknown ALTER COLUMN action {action!r}")
+        name, verb = _identifier(match["column"]), match["action"].upper()
+        if verb.startswith(("SET NOT NULL", "ADD GENERATED")):
+            columns[name] = replace(columns[name], nullable=False)
+        elif verb.startswith("DROP NOT NULL"):
+            columns[name] = replace(columns[name], nullable=True)
+    return replace(table, columns=columns)
 
 
 def _parse_create_index(statement: str) -> tuple[str, Index]:
