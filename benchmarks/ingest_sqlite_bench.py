@@ -34,9 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ingest_bench as pg
 
+# The row the ingest writes, numbered as it numbers it (one more than the largest seq).
 ROW = (
     "INSERT INTO crm_messages (id, contact_id, source, sender_id, content, metadata, "
-    "channel_message_id, received_at) VALUES (?, ?, 'whatsapp', '5511999999999', ?, ?, ?, ?)"
+    "channel_message_id, received_at, seq) VALUES (?, ?, 'whatsapp', '5511999999999', ?, ?, ?, "
+    "?, (SELECT coalesce(max(seq), 0) + 1 FROM crm_messages))"
 )
 
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm_core.config import get_settings
-from crm_core.database import Database, create_db_engine
+from crm_core.database import Database, create_db_engine, normalize_database_url
 from crm_core.exceptions import CrmError
 from crm_core.models.api_key import SCOPES
 from crm_core.server import serve
@@ -36,16 +36,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per CPU on PostgreSQL, 1 on SQLite, whose one "
+        "writer at a time gains nothing from more)",
+    )
     serve.add_argument("--log-level", default="warning")
     return parser
+
+
+def _default_workers() -> int:
+    """One worker per CPU, but one on SQLite: it runs one write transaction at a time, and
+    workers waiting for its lock only lengthen the tail of the answers."""
+    try:
+        url = normalize_database_url(get_settings().database_url)
+    except (CrmError, ValidationError):
+        return 1  # the worker reports the configuration error itself
+    return 1 if url.get_backend_name() == "sqlite" else os.cpu_count() or 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
+        workers = arguments.workers if arguments.workers is not None else _default_workers()
         try:
-            return serve(arguments.host, arguments.port, arguments.workers, arguments.log_level)
+            return serve(arguments.host, arguments.port, workers, arguments.log_level)
         except OSError as exc:
             print(
                 f"crm-core serve: cannot listen on {arguments.host}:{arguments.port}: {exc}",

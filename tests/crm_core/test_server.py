@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from crm_core import cli
+from crm_core.config import get_settings
 
 
 def _free_port() -> int:
@@ -60,3 +64,22 @@ def test_serve_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///./aurora_crm.db", 1),
+        ("postgresql://postgres@127.0.0.1:5432/postgres", os.cpu_count() or 1),
+        ("mysql://nope", 1),  # a setting the worker will refuse, in one line, itself
+    ],
+)
+def test_serve_runs_one_worker_on_sqlite_and_one_per_cpu_on_postgresql(
+    url: str, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        assert cli._default_workers() == expected
+    finally:
+        get_settings.cache_clear()
