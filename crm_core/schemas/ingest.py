@@ -35,11 +35,18 @@ SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+ERASED_PREFIX = "erased:"
+"""An erased contact's sender id is `erased:<contact id>` (crm_core.services.privacy); no sender
+may use the prefix, so no message can ever be filed under an erased contact."""
+
+
 def _sender_id(value: str) -> str:
     if value != value.strip():
         raise ValueError("must not start or end with white space")
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
+    if value.startswith(ERASED_PREFIX):
+        raise ValueError(f"must not start with {ERASED_PREFIX!r}, which marks erased contacts")
     return storable(value)
 
 

@@ -26,6 +26,7 @@ they came, so a batch is listed in its own order (crm_core.models.base.Sequenced
 from __future__ import annotations
 
 import functools
+import hmac
 import os
 import uuid
 from collections.abc import Generator, Sequence
@@ -124,7 +125,8 @@ def utc_text(moment: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FindContacts:
-    """The contacts (not erased) of these keys: rows of (source, sender_id, id).
+    """The contacts of these keys (never an erased one: its sender id is `erased:<id>`): rows
+    of (source, sender_id, id).
 
     On PostgreSQL the rows found stay share-locked (FOR KEY SHARE) until the commit: an
     erasure running meanwhile (which locks its contact FOR UPDATE) is waited for, and the
@@ -197,16 +199,16 @@ class _Stored:
 @dataclass(slots=True)
 class _Plan:
     """A batch laid out for storing: each message's new row id, canonical sender, channel key,
-    tombstone digests, and the first message of the batch with the same channel key."""
+    tombstone digest, and the first message of the batch with the same channel key."""
 
     messages: Sequence[IngestMessage]
     now: datetime
+    key: bytes
     ids: list[uuid.UUID]
     canonical: list[str]
     channel: list[ChannelKey | None]
     first: list[int]
     digests: list[str | None]
-    senders: list[str | None]
 
     @classmethod
     def of(cls, messages: Sequence[IngestMessage], now: datetime, key: bytes) -> _Plan:
@@ -214,7 +216,6 @@ class _Plan:
         channel: list[ChannelKey | None] = []
         first: list[int] = []
         digests: list[str | None] = []
-        senders: list[str | None] = []
         first_of: dict[ChannelKey, int] = {}
         for index, message in enumerate(messages):
             channel_id = message.channel_message_id
@@ -222,16 +223,13 @@ class _Plan:
                 channel.append(None)
                 first.append(index)
                 digests.append(None)
-                senders.append(None)
                 continue
             pair = (message.source, channel_id)
             channel.append(pair)
             first.append(first_of.setdefault(pair, index))
             digests.append(message_digest(key, message.source, channel_id))
-            senders.append(sender_digest(key, message.source, channel_id, canonical[index]))
-        return cls(
-            messages, now, new_ids(len(messages)), canonical, channel, first, digests, senders
-        )
+        ids = new_ids(len(messages))
+        return cls(messages, now, key, ids, canonical, channel, first, digests)
 
     def contact_key(self, index: int) -> ContactKey:
         return (self.messages[index].source, self.canonical[index])
@@ -275,7 +273,8 @@ class _Plan:
                 results.append(None)
                 continue
             if digest in tombstones:
-                erased = tombstones[digest] == self.senders[index]
+                sender = sender_digest(self.key, pair[0], pair[1], self.canonical[index])
+                erased = hmac.compare_digest(tombstones[digest], sender)
                 results.append(StoredMessage("erased") if erased else StoredMessage("conflict"))
                 continue
             original = stored.get(pair)
@@ -398,16 +397,18 @@ def batch_steps(
 
 # PostgreSQL: each request is one statement over arrays (unnest), whatever the batch size, so
 # it is parsed and planned once, and each pair is an index lookup (a join with the batch) even
-# when the table's statistics are stale. The arrays are bound in binary (%(name)b), which
-# psycopg encodes several times faster than their text form. A materialized CTE numbers the
-# rows (nextval) once, in arrival order; rows are then inserted in one fixed order (by their
-# unique key), so that concurrent batches cannot deadlock on the indexes.
+# when the table's statistics are stale: so contacts are joined on their unique key alone (an
+# erased contact's sender id is `erased:<id>`, a prefix no sender may use). The arrays are
+# bound in binary (%(name)b), which psycopg encodes several times faster than their text form.
+# A materialized CTE numbers the rows (nextval) once, in arrival order; rows are then inserted
+# in one fixed order (by their unique key), so that concurrent batches cannot deadlock on the
+# indexes.
 
 PG_FIND_CONTACTS = (
     "SELECT c.source, c.sender_id, c.id FROM unnest(%(sources)b::varchar[], "
     "%(senders)b::varchar[]) AS k (source, sender_id) "
     "JOIN crm_contacts AS c ON c.source = k.source AND c.sender_id = k.sender_id "
-    "AND c.erased_at IS NULL ORDER BY c.source, c.sender_id FOR KEY SHARE OF c"
+    "ORDER BY c.source, c.sender_id FOR KEY SHARE OF c"
 )
 PG_CREATE_CONTACTS = (
     "WITH b AS MATERIALIZED (SELECT k.source, k.sender_id, nextval('crm_contacts_seq_seq') "
@@ -446,7 +447,7 @@ PG_INSERT_KNOWN = (
     _PG_NUMBERED.format(contacts="", contact="")
     + "SELECT b.id, c.id, b.source, b.sender_id, b.content, b.metadata, "
     "b.channel_message_id, %(now)b, b.seq FROM b JOIN crm_contacts AS c "
-    "ON c.source = b.source AND c.sender_id = b.canonical AND c.erased_at IS NULL "
+    "ON c.source = b.source AND c.sender_id = b.canonical "
     "WHERE NOT EXISTS (SELECT 1 FROM crm_erasure_tombstones AS t "
     "WHERE t.message_digest = b.digest) "
     "ORDER BY b.source, b.channel_message_id FOR KEY SHARE OF c "

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from crm_core.models import AuditEvent, Deal, Message
 from crm_core.models.base import utcnow
 from crm_core.schemas.contact import ContactPublic, ErasureReport, MessagePublic
+from crm_core.schemas.ingest import ERASED_PREFIX
 from crm_core.services import tombstones
 from crm_core.services.contacts import all_messages, get_contact
 from crm_core.services.deals import deal_detail
@@ -121,7 +122,7 @@ def erase_contact(
             if channel_id is not None
         ],
     )
-    placeholder = f"erased:{contact.id}"
+    placeholder = f"{ERASED_PREFIX}{contact.id}"
     contact.display_name = None
     contact.sender_id = placeholder
     contact.attributes = {}

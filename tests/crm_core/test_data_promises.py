@@ -131,6 +131,18 @@ def test_a_new_message_of_an_erased_person_is_a_new_contact(any_client: TestClie
     assert later["contact_id"] != contact_id
 
 
+def test_no_message_can_be_filed_under_an_erased_contact(any_client: TestClient) -> None:
+    contact_id = ingested(any_client, message())["contact_id"]
+    erase(any_client, contact_id)
+    for source in ("whatsapp", "webchat"):
+        sender = f"erased:{contact_id}"
+        body = problem(
+            any_client.post("/ingest/message", json={**message(sender), "source": source}), 422
+        )
+        assert body["errors"][0]["field"] == "sender_id", body
+    assert count(engine_of(any_client), Message) == 1
+
+
 def test_the_tombstone_holds_no_personal_data(any_client: TestClient) -> None:
     contact_id = ingested(any_client, message())["contact_id"]
     erase(any_client, contact_id)
