@@ -1,10 +1,10 @@
 """Measure the ingest on the embedded SQLite default, over loopback. Not part of the tests.
 
-Usage: python benchmarks/ingest_sqlite_bench.py [--duration 10] [--workers 2] [--json]
+Usage: python benchmarks/ingest_sqlite_bench.py [--duration 10] [--workers 1] [--json]
 
-The same server (`crm-core serve --workers N`), wrk scripts and senders as
-`benchmarks/ingest_bench.py`, on a SQLite file in a temporary folder (migrated with
-`alembic upgrade head`, the senders' contacts created first). Measured in one run:
+The same server (`crm-core serve`, with one worker as it runs on SQLite by default), wrk scripts
+and senders as `benchmarks/ingest_bench.py`, on a SQLite file in a temporary folder (migrated
+with `alembic upgrade head`, the senders' contacts created first). Measured in one run:
 
   (b) persisted single-message ingest, 16 and 64 connections: requests/s, p50, p99
   (c) the raw rate of the same row, INSERT and COMMIT one at a time through sqlite3
@@ -114,7 +114,7 @@ def _row(contact_id: str, channel_id: str) -> tuple[str, str, str, str, str, str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--rows", type=int, default=100_000, help="rows for (e)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
