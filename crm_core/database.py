@@ -92,15 +92,36 @@ READ_ONLY = "crm_read_only"
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     """Enforce foreign keys (off by default in SQLite), wait on locks instead of failing, use
-    the write-ahead log (readers and the writer no longer block each other), and leave
-    transactions to `_begin_sqlite` (the driver's own BEGIN comes too late: only before the
-    first write, so what was read before it is read outside the transaction)."""
+    the write-ahead log (readers and the writer no longer block each other), overwrite what a
+    write removes with zeros (`secure_delete`: an erased message's bytes do not linger in the
+    file's free space), and leave transactions to `_begin_sqlite` (the driver's own BEGIN comes
+    too late: only before the first write, so what was read before it is read outside the
+    transaction)."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def truncate_sqlite_log(engine: Engine) -> bool:
+    """SQLite: copy the write-ahead log into the database file and empty it
+    (`PRAGMA wal_checkpoint(TRUNCATE)`), so that the old versions of pages a transaction
+    rewrote (an erasure's) are gone from the log too. It waits, as any writer does, for
+    readers still using the log; False when they kept it busy, True otherwise (and on
+    PostgreSQL, where it does nothing)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        cursor.close()
+        return not busy
+    finally:
+        connection.close()
 
 
 def _begin_sqlite(connection: Connection) -> None:

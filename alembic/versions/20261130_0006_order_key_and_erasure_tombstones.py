@@ -1,5 +1,4 @@
-"""order key and erasure tombstones: seq and txid on every listed table, crm_erasure_tombstones,
-crm_secrets
+"""order key and erasure tombstones: seq and txid, crm_erasure_tombstones, crm_secrets
 
 Every listed table gets `seq` (an identity on PostgreSQL; written by the application on
 SQLite) and `txid` (the writing transaction's id on PostgreSQL, 0 on SQLite): lists are ordered

@@ -13,17 +13,21 @@ It lasts: each erased message that had a channel message id leaves a tombstone t
 personal data (crm_core.services.tombstones), so the channel re-delivering it, or replaying the
 conversation, stores nothing again; and an erased contact takes no new message nor deal. A new
 message of the person (a new channel id) is a new conversation: it starts a new contact.
-Erasing again changes nothing.
+Erasing again changes nothing. On SQLite the erased bytes are gone from the files as well (the
+engine zeroes freed space, `secure_delete`, and the write-ahead log is emptied after the
+erasure); PostgreSQL keeps old row versions until VACUUM reclaims them (see the README).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
+from crm_core.database import truncate_sqlite_log
 from crm_core.models import AuditEvent, Deal, Message
 from crm_core.models.base import utcnow
 from crm_core.schemas.contact import ContactPublic, ErasureReport, MessagePublic
@@ -33,6 +37,8 @@ from crm_core.services.contacts import all_messages, get_contact
 from crm_core.services.deals import deal_detail
 
 ERASED_TITLE = "(anonimizado)"
+
+logger = logging.getLogger("crm_core.privacy")
 
 
 def audit(
@@ -148,6 +154,8 @@ def erase_contact(
         {"messages": erased_messages, "deals": deals, "tombstones": buried},
     )
     session.commit()
+    if not truncate_sqlite_log(session.get_bind().engine):
+        logger.warning("erasure of %s: the SQLite log stayed busy and keeps old pages", contact_id)
     return ErasureReport(
         contact_id=contact_id,
         erased_at=now,

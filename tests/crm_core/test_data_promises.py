@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,6 +152,25 @@ def test_the_tombstone_holds_no_personal_data(any_client: TestClient) -> None:
     assert len(tombstones) == 1
     for personal in (SECRET, ERASED_ID, "5511999999999", "11999999999", "99999999"):
         assert personal not in repr(tombstones)
+
+
+def test_an_erasure_leaves_nothing_in_the_sqlite_files(sqlite_url: str, make_app: Any) -> None:
+    """Not in the rows only: the database file's free space and its write-ahead log held the
+    erased bytes until a checkpoint (seen with the server still running)."""
+    from tests.crm_core.conftest import authorized_client
+
+    marker = "endereço Rua das Acácias 1234 apto 56"
+    with authorized_client(make_app(sqlite_url)) as client:
+        contact_id = ingested(client, message(content=marker * 40))["contact_id"]
+        for n in range(20):  # more pages, in the log and in the file
+            ingested(client, message(content=f"{marker} {n}", message_id=f"wamid.{n}"))
+        erase(client, contact_id)
+        database = sqlite_url.removeprefix("sqlite:///")
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(database + suffix)
+            held = path.read_bytes() if path.exists() else b""
+            assert marker.encode() not in held, f"{path.name} still holds the erased content"
+            assert ERASED_ID.encode() not in held, f"{path.name} still holds the message id"
 
 
 def test_a_second_erasure_changes_nothing(any_client: TestClient) -> None:
