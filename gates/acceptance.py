@@ -24,12 +24,20 @@ RUN_COMPLETED = ("[exit 0]", "[exit 1]")
 class Outcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
+    FLAKY = "flaky"  # passed only when run again after failing
     SKIPPED = "skipped"
     XFAILED = "xfailed"
     NOT_RUN = "not run"
 
 
-_SEVERITY = [Outcome.FAILED, Outcome.NOT_RUN, Outcome.XFAILED, Outcome.SKIPPED, Outcome.PASSED]
+_SEVERITY = [
+    Outcome.FAILED,
+    Outcome.FLAKY,
+    Outcome.NOT_RUN,
+    Outcome.XFAILED,
+    Outcome.SKIPPED,
+    Outcome.PASSED,
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,26 +52,45 @@ class ScenarioResult:
 
 @dataclass(frozen=True, slots=True)
 class AcceptanceRun:
-    """One pytest run over the step modules, shared by every OS certified in the same run."""
+    """One pytest run over the step modules, shared by every OS certified in the same run.
+
+    `flaky_proves`: whether a scenario that passed only when run again after failing counts
+    as passed (`[tool.gates] flaky_proves`, false by default: it is recorded as flaky).
+    """
 
     gate: GateResult
     completed: bool
     runs: dict[tuple[str, int], list[dict[str, Any]]]
+    flaky_proves: bool = False
 
     def result_of(self, spec: ScenarioSpec) -> ScenarioResult:
+        """The scenario's outcome over all its runs: the worst of them; every example of an
+        outline counted once (a run of the same example twice, by two step modules binding
+        the same feature, is not a second example)."""
         runs = self.runs.get((spec.feature.as_posix(), spec.line), [])
         if not runs:
             return ScenarioResult(spec, Outcome.NOT_RUN, 0, "o cenário não foi executado")
-        outcomes = [_outcome(run) for run in runs]
+        outcomes = [self._outcome(run) for run in runs]
         worst = min(outcomes, key=_SEVERITY.index)
         if worst is not Outcome.PASSED:
             first = next(run for run, o in zip(runs, outcomes, strict=True) if o is worst)
-            return ScenarioResult(spec, worst, len(runs), str(first.get("message", "")))
+            message = str(first.get("message", ""))
+            if worst is Outcome.FLAKY:
+                message = f"passou só ao repetir ({first.get('reruns')} repetição): {message}"
+            return ScenarioResult(spec, worst, len(runs), message)
         expected = max(spec.examples, 1)
-        if len(runs) < expected:
-            message = f"só {len(runs)} de {expected} exemplos foram executados"
+        examples = len({run.get("example") for run in runs})
+        if examples < expected:
+            message = f"só {examples} de {expected} exemplos foram executados"
             return ScenarioResult(spec, Outcome.NOT_RUN, len(runs), message)
         return ScenarioResult(spec, Outcome.PASSED, len(runs))
+
+    def _outcome(self, run: dict[str, Any]) -> Outcome:
+        outcome = _outcome(run)
+        reruns = run.get("reruns")
+        if outcome is Outcome.PASSED and isinstance(reruns, int) and reruns > 0:
+            return Outcome.PASSED if self.flaky_proves else Outcome.FLAKY
+        return outcome
 
 
 def run_acceptance(root: Path, config: GatesConfig, env: dict[str, str] | None) -> AcceptanceRun:
@@ -99,7 +126,9 @@ def run_acceptance(root: Path, config: GatesConfig, env: dict[str, str] | None) 
         )
         completed = any(marker in gate.log for marker in RUN_COMPLETED)
         runs = _read_report(report, root) if completed else None
-    return AcceptanceRun(gate=gate, completed=runs is not None, runs=runs or {})
+    return AcceptanceRun(
+        gate=gate, completed=runs is not None, runs=runs or {}, flaky_proves=config.flaky_proves
+    )
 
 
 def _read_report(report: Path, root: Path) -> dict[tuple[str, int], list[dict[str, Any]]] | None:

@@ -92,10 +92,14 @@ def _lint_text(vault: Vault) -> str:
         lines.append(f"gates lint: {vault.checked} {noun} checked, no errors")
     else:
         count = len(vault.errors)
-        lines.append(
-            f"gates lint: {count} error{'s' if count != 1 else ''} in {vault.failing} "
-            f"of {vault.checked} {noun}"
-        )
+        errors = f"{count} error{'s' if count != 1 else ''}"
+        if vault.failing <= vault.checked:
+            lines.append(f"gates lint: {errors} in {vault.failing} of {vault.checked} {noun}")
+        else:  # some are in files of the vault that are not specs (see vault.gate_inputs)
+            lines.append(
+                f"gates lint: {errors} in {vault.failing} files of the vault "
+                f"({vault.checked} {noun} checked)"
+            )
     return "\n".join(lines)
 
 
@@ -236,14 +240,16 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 def _run_status(args: argparse.Namespace) -> int:
     from gates.integrity import stale_ids
-    from gates.records import latest_record
+    from gates.records import latest_record, unvouched_records
 
     root = _root(args.root, required=True)
     vault = load_vault(root)
     stale = stale_ids(root)
     rows = []
     for order in sorted(vault.documents.values(), key=lambda o: (o.number, o.id)):
-        record = latest_record(root, PurePosixPath(order.path.as_posix()), order.id)
+        spec = PurePosixPath(order.path.as_posix())
+        record = latest_record(root, spec, order.id)
+        outside = unvouched_records(root, spec, order.id)
         rows.append(
             {
                 "os": order.short_id,
@@ -254,6 +260,7 @@ def _run_status(args: argparse.Namespace) -> int:
                 "stale": order.id in stale,
                 "regressed": bool(record and record.decision == "REGREDIDA"),
                 "record": record.markdown.as_posix() if record else None,
+                "outside_ledger": [r.twin.as_posix() for r in outside],
             }
         )
     if args.format == "json":
@@ -262,6 +269,9 @@ def _run_status(args: argparse.Namespace) -> int:
     for row in rows:
         when = f"{str(row['commit'])[:12]}  {row['certified_at']}" if row["commit"] else "—"
         flag = "  DESATUALIZADA" if row["stale"] else ""
+        unlisted = row["outside_ledger"]
+        if isinstance(unlisted, list) and unlisted:  # never a verdict: shown as what they are
+            flag += f"  ({len(unlisted)} registro(s) fora do livro-razão: {', '.join(unlisted)})"
         print(f"{row['os']}  {row['decision']:<16} {when}  {row['id']}{flag}")
     if not rows:
         print("gates status: the vault has no OS")

@@ -16,11 +16,17 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from gates import attestation
 from gates.checks import GateResult
 from gates.model import WorkOrder
 from gates.verdict import Decision, Evaluation
 
-SCHEMA = "aurora-gates/closure/v1"
+SCHEMA = "aurora-gates/closure/v2"
+"""v2 holds every fact its record shows (the spec's context and scope notes included), so the
+record, and its attestation, are renderings of the twin alone (`render_markdown`,
+`statement_of`): `gates verify` renders them again and compares."""
+SCHEMAS = ("aurora-gates/closure/v1", SCHEMA)
+"""Twins that are read: v1 ones (older records) are checked by their hashes only."""
 RECORDS_DIR = "fechamentos"
 
 # Facts that change from one run to the next without changing the verdict: a re-run at the
@@ -112,6 +118,8 @@ def to_json(closure: Closure) -> dict[str, Any]:
             "number": order.number,
             "tag": order.short_id,
             "title": order.title,
+            "context": order.body.context,
+            "scope_notes": order.body.scope_notes,
             "project": order.project,
             "spec": order.path.as_posix(),
             "executor": order.executor,
@@ -204,15 +212,26 @@ def facts_of(document: dict[str, Any]) -> Any:
     return document
 
 
-def render_markdown(closure: Closure, twin: dict[str, Any]) -> str:
+def render_markdown(twin: dict[str, Any]) -> str:
+    """The closure record (markdown, pt-BR): a rendering of its JSON twin (schema v2) alone."""
     template = _environment.get_template("closure.md.j2")
-    zone = ZoneInfo(closure.order.timezone)
-    return template.render(
-        c=closure,
-        j=twin,
-        order=closure.order,
-        certified_at=closure.certified_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+    moment = datetime.fromisoformat(twin["certified_at"])  # in the OS's time zone
+    return template.render(j=twin, certified_at=moment.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def statement_of(twin: dict[str, Any]) -> bytes:
+    """The in-toto statement of a closure (its bytes as written): a rendering of its twin."""
+    inputs = twin["inputs"]
+    configuration = {**inputs["spec"], "pyproject.toml#tool.gates": inputs["config"]}
+    document = attestation.statement(
+        repository=twin["os"]["repository"],
+        commit=twin["commit"],
+        concluded=bool(twin["concluded"]),
+        configuration=configuration,
+        scenarios=twin["scenarios"],
+        gates=twin["gates"],
     )
+    return attestation.encode(document)
 
 
 def write_atomically(path: Path, text: str) -> None:

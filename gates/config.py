@@ -16,6 +16,7 @@ from typing import Any
 
 from gates.catalog import GATE_NAMES
 from gates.exceptions import GatesConfigError
+from gates.signing import public_key_from_b64
 
 BUILT_IN_GATES = frozenset({"acceptance", "deliverables"})
 
@@ -47,6 +48,12 @@ class GatesConfig:
     timeout_seconds: float = 1800.0
     tools: tuple[str, ...] = DEFAULT_TOOLS
     source: PurePosixPath | None = None
+    flaky_proves: bool = False
+    """Whether a scenario that passed only when run again after failing proves its criteria."""
+    public_key: str | None = None
+    """A pinned ed25519 public key (base64 of its 32 raw bytes): every ledger entry from
+    `signed_from` on must carry its signature, whatever key `gates verify` is given."""
+    signed_from: int = 1
 
     @property
     def acceptance_paths(self) -> tuple[PurePosixPath, ...]:
@@ -62,6 +69,9 @@ class GatesConfig:
                 "acceptance": [str(path) for path in self.acceptance_paths],
                 "commands": {name: [list(c) for c in cmds] for name, cmds in self.commands.items()},
                 "timeout_seconds": self.timeout_seconds,
+                "flaky_proves": self.flaky_proves,
+                "public_key": self.public_key,
+                "signed_from": self.signed_from,
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -87,7 +97,17 @@ def load_config(root: Path) -> GatesConfig:
 
 
 def _parse(table: dict[str, Any]) -> GatesConfig:
-    known = {"vault", "steps", "acceptance", "commands", "timeout_seconds", "tools"}
+    known = {
+        "vault",
+        "steps",
+        "acceptance",
+        "commands",
+        "timeout_seconds",
+        "tools",
+        "flaky_proves",
+        "public_key",
+        "signed_from",
+    }
     unknown = sorted(set(table) - known)
     if unknown:
         raise GatesConfigError(
@@ -106,7 +126,24 @@ def _parse(table: dict[str, Any]) -> GatesConfig:
     timeout = table.get("timeout_seconds", 1800)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise GatesConfigError("pyproject.toml: [tool.gates] timeout_seconds must be > 0")
+    flaky_proves = table.get("flaky_proves", False)
+    if not isinstance(flaky_proves, bool):
+        raise GatesConfigError("pyproject.toml: [tool.gates] flaky_proves must be true or false")
+    public_key = table.get("public_key")
+    if public_key is not None and (
+        not isinstance(public_key, str) or public_key_from_b64(public_key) is None
+    ):
+        raise GatesConfigError(
+            "pyproject.toml: [tool.gates] public_key must be an ed25519 public key in base64 "
+            "(the `public_key` of a signed ledger entry, or what `gates keygen` prints)"
+        )
+    signed_from = table.get("signed_from", 1)
+    if not isinstance(signed_from, int) or isinstance(signed_from, bool) or signed_from < 1:
+        raise GatesConfigError("pyproject.toml: [tool.gates] signed_from must be a seq >= 1")
     return GatesConfig(
+        flaky_proves=flaky_proves,
+        public_key=public_key,
+        signed_from=signed_from,
         vault=_relative_path("vault", table.get("vault", "vault")),
         steps=tuple(_relative_path("steps", p) for p in _strings("steps", table, ["tests/bdd"])),
         acceptance=tuple(

@@ -102,7 +102,21 @@ def _scenario(
     feature: PurePosixPath, scenario: dict[str, Any], inherited: frozenset[str]
 ) -> ScenarioSpec:
     tags = inherited | {tag["name"] for tag in scenario.get("tags", [])}
-    examples = sum(len(table.get("tableBody", [])) for table in scenario.get("examples", []))
+    # Distinct example rows: pytest-bdd runs an outline once per row, and two equal rows of the
+    # same columns are one example.
+    examples = len(
+        {
+            tuple(
+                zip(
+                    (cell["value"] for cell in table.get("tableHeader", {}).get("cells", [])),
+                    (cell["value"] for cell in row.get("cells", [])),
+                    strict=False,
+                )
+            )
+            for table in scenario.get("examples", [])
+            for row in table.get("tableBody", [])
+        }
+    )
     return ScenarioSpec(
         feature=feature,
         name=scenario.get("name", ""),

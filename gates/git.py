@@ -1,8 +1,14 @@
-"""What git says about the repository: the commit, the branch, the uncommitted changes."""
+"""What git says about the repository: the commit, the branch, the uncommitted changes, and
+a clean checkout of a commit for the gates to run in."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -73,3 +79,21 @@ def is_repository(root: Path) -> bool:
         return _git(root, "rev-parse", "--is-inside-work-tree").strip() == "true"
     except GitError:
         return False
+
+
+@contextmanager
+def commit_tree(root: Path, commit: str) -> Iterator[Path]:
+    """A clean checkout of `commit` in a temporary folder (a detached `git worktree`), removed
+    on the way out: it holds what the commit holds and nothing else (no untracked, ignored or
+    staged file, no uncommitted edit), so that the gates run on the commit alone."""
+    with contextlib.suppress(GitError):
+        _git(root, "worktree", "prune")  # what a killed run left behind
+    scratch = Path(tempfile.mkdtemp(prefix="gates-commit-"))
+    tree = scratch / "tree"
+    try:
+        _git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        yield tree
+    finally:
+        with contextlib.suppress(GitError):
+            _git(root, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -8,15 +8,19 @@ the tree (DESATUALIZADA when it is not).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from jinja2 import UndefinedError
 
 from gates import ledger
-from gates.closure import hash_files, sha256_file
+from gates.closure import SCHEMA, hash_files, render_markdown, sha256_file, statement_of
 from gates.config import GatesConfig, load_config
 from gates.signing import key_id, public_key_from_b64, verify_signature
 from gates.vault import Vault, load_vault
@@ -70,7 +74,9 @@ def verify(
     raw = book.read_bytes()
     if raw and not raw.endswith(b"\n"):
         report.errors.append(f"{shown}: the last line is incomplete (no newline at the end)")
+    pinned = public_key_from_b64(config.public_key) if config.public_key else None
     latest: dict[str, tuple[int, str]] = {}
+    groups: dict[str, dict[str, str]] = {}  # twin path -> the files of its latest entry
     previous_hash = ledger.GENESIS
     expected_seq = 1
     for line in ledger.read_lines(book):
@@ -95,13 +101,24 @@ def verify(
         recomputed = ledger.entry_hash(entry)
         if entry.get("hash") != recomputed:
             report.errors.append(f"{label}: hash differs from its content (the entry was edited)")
-        _check_signature(entry, label, public_key, report)
+        keys = [(public_key, "a public key was given")] if public_key is not None else []
+        if pinned is not None and isinstance(seq, int) and seq >= config.signed_from:
+            keys.append(
+                (pinned, f"[tool.gates] pins key {key_id(pinned)} from entry {config.signed_from}")
+            )
+        _check_signature(entry, label, keys, report)
         previous_hash = str(entry.get("hash"))
         expected_seq = (seq if isinstance(seq, int) else expected_seq) + 1
-        for path, digest in _file_refs(entry, label, report):
+        refs = _file_refs(entry, label, report)
+        for _, path, digest in refs:
             latest[path] = (seq if isinstance(seq, int) else 0, digest)
+        named = {key: path for key, path, _ in refs}
+        if "twin" in named:
+            groups[named["twin"]] = named
     _check_committed_prefix(root, book, raw, report)
+    _check_history(root, book, report)
     _check_files(root, latest, report)
+    _check_renderings(root, groups, report)
     _check_unreferenced(root, config, latest, report)
     report.stale = stale if stale is not None else stale_certifications(root, config, vault)
     return report
@@ -129,13 +146,18 @@ def _check_committed_prefix(root: Path, book: Path, raw: bytes, report: Verifica
 
 
 def _check_signature(
-    entry: dict[str, Any], label: str, expected: Ed25519PublicKey | None, report: Verification
+    entry: dict[str, Any],
+    label: str,
+    expected: list[tuple[Ed25519PublicKey, str]],
+    report: Verification,
 ) -> None:
+    """The entry's signature against the key it carries, and against each expected key (the
+    one given to `gates verify`, the one `[tool.gates]` pins), saying why each is expected."""
     signature = entry.get("signature")
     embedded = entry.get("public_key")
     if signature is None and embedded is None:
-        if expected is not None:
-            report.errors.append(f"{label}: not signed, but a public key was given")
+        for _, why in expected:
+            report.errors.append(f"{label}: not signed, but {why}")
         return
     report.signed += 1
     public = public_key_from_b64(str(embedded)) if embedded else None
@@ -146,14 +168,18 @@ def _check_signature(
         report.errors.append(f"{label}: key_id does not match the entry's public key")
     if not verify_signature(public, str(entry.get("hash", "")).encode("utf-8"), signature):
         report.errors.append(f"{label}: the signature does not match the entry")
-    if expected is not None and key_id(expected) != key_id(public):
-        report.errors.append(
-            f"{label}: signed by key {key_id(public)}, not by the given key {key_id(expected)}"
-        )
+    for key, why in expected:
+        if key_id(key) != key_id(public):
+            report.errors.append(
+                f"{label}: signed by key {key_id(public)}, not by the expected key "
+                f"{key_id(key)} ({why})"
+            )
 
 
-def _file_refs(entry: dict[str, Any], label: str, report: Verification) -> list[tuple[str, str]]:
-    """The (path, sha256) pairs an entry vouches for; a malformed one is an error, not a crash."""
+def _file_refs(
+    entry: dict[str, Any], label: str, report: Verification
+) -> list[tuple[str, str, str]]:
+    """The (key, path, sha256) an entry vouches for; a malformed one is an error, not a crash."""
     refs = []
     for key in FILE_KEYS:
         described = entry.get(key)
@@ -164,7 +190,7 @@ def _file_refs(entry: dict[str, Any], label: str, report: Verification) -> list[
         if not (isinstance(path, str) and isinstance(digest, str) and _inside(path)):
             report.errors.append(f"{label}: malformed {key!r} reference (the entry was edited)")
             continue
-        refs.append((path, digest))
+        refs.append((key, path, digest))
     return refs
 
 
@@ -183,18 +209,113 @@ def _check_files(root: Path, latest: dict[str, tuple[int, str]], report: Verific
             report.errors.append(f"{path}: edited — its sha256 differs from ledger entry {seq}")
 
 
+def _check_renderings(root: Path, groups: dict[str, dict[str, str]], report: Verification) -> None:
+    """Each record, attestation and envelope the ledger names must be what its twin renders
+    (schema v2): a twin is the facts, the other files are derived from it, never trusted."""
+    for twin_path, files in sorted(groups.items()):
+        try:
+            twin = json.loads((root / twin_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a missing or broken twin is already reported by its hash
+        if not isinstance(twin, dict) or twin.get("schema") != SCHEMA:
+            continue  # v1 twins do not hold every fact their record shows: hashes only
+        try:
+            record, statement = render_markdown(twin), statement_of(twin)
+        except (KeyError, TypeError, ValueError, UndefinedError):
+            report.errors.append(f"{twin_path}: the twin cannot be rendered (it was edited)")
+            continue
+        expected = {"record": record.encode("utf-8"), "statement": statement}
+        for key, wanted in expected.items():
+            path = files.get(key)
+            if path is not None and _read_bytes(root / path) not in (None, wanted):
+                report.errors.append(
+                    f"{path}: differs from what its twin {twin_path} renders (edited by hand)"
+                )
+        envelope = files.get("envelope")
+        if envelope is not None:
+            payload = _envelope_payload(root / envelope)
+            if payload is not None and payload != statement:
+                report.errors.append(
+                    f"{envelope}: its payload is not the attestation its twin {twin_path} renders"
+                )
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _envelope_payload(path: Path) -> bytes | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return base64.b64decode(str(document["payload"]), validate=True)
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+        return None
+
+
 def _check_unreferenced(
     root: Path,
     config: GatesConfig,
     latest: dict[str, tuple[int, str]],
     report: Verification,
 ) -> None:
-    """A record the ledger does not name proves nothing (e.g. a crash before the append)."""
+    """A record the ledger does not name proves nothing: a warning when it is not committed (a
+    run killed before its ledger entry: the next certify adds it), an error when it is (a
+    record that reached the history without the ledger vouching for it)."""
     vault = root / config.vault
+    committed = _tracked(root, config.vault)
     for path in sorted(vault.glob("*/fechamentos/*/*")):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and relative not in latest:
+        if not path.is_file() or relative in latest:
+            continue
+        if relative in committed:
+            report.errors.append(
+                f"{relative}: committed, but no ledger entry names it: it is no verdict"
+            )
+        else:
             report.warnings.append(f"{relative}: not in the ledger, so it proves nothing")
+
+
+def _tracked(root: Path, folder: PurePosixPath) -> set[str]:
+    """The files under `folder` that the HEAD commit holds."""
+    listed = _git(root, "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", folder.as_posix())
+    return set(listed.decode("utf-8", errors="replace").split("\0")) - {""} if listed else set()
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    """git's output, or None when git is missing, fails or takes too long."""
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+def _check_history(root: Path, book: Path, report: Verification) -> None:
+    """Each version of the ledger in the git history must be the start of the next one: the
+    ledger is only ever appended to, so a commit whose ledger does not begin with the one
+    before it cut or rewrote committed entries (and a chain rebuilt from scratch is caught
+    here even when it is consistent in itself)."""
+    relative = book.relative_to(root).as_posix()
+    listed = _git(root, "log", "--format=%H", "--reverse", "--topo-order", "--", relative)
+    if not listed:
+        return
+    previous: tuple[str, bytes] | None = None
+    for commit in listed.decode().split():
+        content = _git(root, "show", f"{commit}:{relative}")
+        if content is None:
+            content = b""  # deleted in this commit
+        if previous is not None and not content.startswith(previous[1]):
+            report.errors.append(
+                f"{relative}: in the git history, commit {commit[:12]} rewrote the ledger "
+                f"(it does not begin with the ledger of commit {previous[0][:12]}): committed "
+                "entries were removed or changed"
+            )
+        previous = (commit, content)
 
 
 def stale_certifications(

@@ -2,7 +2,9 @@
 
 Loaded with `-p gates.pytest_plugin --gates-results=FILE`. pytest-bdd's cucumber JSON marks a
 step "passed" when the test was skipped or xfailed inside it; this records pytest's own
-outcome per test instead, tied to its scenario (feature file and line) by pytest-bdd's hook.
+outcome per test instead, tied to its scenario (feature file and line) by pytest-bdd's hook,
+with the example of an outline it ran (so examples are counted, not runs) and how many times a
+rerun plugin (pytest-rerunfailures) ran it again after a failure.
 """
 
 from __future__ import annotations
@@ -40,14 +42,21 @@ class ScenarioRecorder:
     def pytest_bdd_before_scenario(
         self, request: pytest.FixtureRequest, feature: Any, scenario: Any
     ) -> None:
-        self.scenarios[request.node.nodeid] = {
-            "nodeid": request.node.nodeid,
-            "feature": str(Path(feature.filename).resolve()),
-            "line": int(scenario.line_number),
-            "name": str(scenario.name),
-            "outcome": "not run",
-            "message": "",
-        }
+        callspec = getattr(request.node, "callspec", None)
+        example = callspec.params.get("_pytest_bdd_example") if callspec is not None else None
+        self.scenarios.setdefault(
+            request.node.nodeid,
+            {
+                "nodeid": request.node.nodeid,
+                "feature": str(Path(feature.filename).resolve()),
+                "line": int(scenario.line_number),
+                "name": str(scenario.name),
+                "example": json.dumps(example, sort_keys=True) if example else None,
+                "outcome": "not run",
+                "message": "",
+                "reruns": 0,
+            },
+        )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)
@@ -62,6 +71,10 @@ class ScenarioRecorder:
 
 def _apply(entry: dict[str, Any], report: pytest.TestReport) -> None:
     """Fold one phase's report into the scenario's outcome; a failure is never overwritten."""
+    if str(report.outcome) == "rerun":  # failed, then run again by a rerun plugin
+        entry["reruns"] += 1
+        entry["message"] = _last_line(report)
+        return
     if entry["outcome"] == "failed":
         return
     if hasattr(report, "wasxfail"):

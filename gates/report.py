@@ -40,7 +40,7 @@ from gates.documents import parse_work_order
 from gates.exceptions import OutputWriteError
 from gates.integrity import Staleness, Verification, stale_certifications, verify
 from gates.model import WorkOrder
-from gates.records import RecordSummary, records_of
+from gates.records import RecordSummary, all_records
 from gates.signing import key_id, public_key_from_b64, verify_signature
 from gates.vault import discover, load_documents
 
@@ -97,6 +97,8 @@ class OrderView:
     state: State
     records: tuple[RecordSummary, ...]
     stale: Staleness | None
+    outside: tuple[str, ...] = ()
+    """Records in the folder that no ledger entry vouches for: shown as such, never a verdict."""
 
     @property
     def latest(self) -> RecordSummary | None:
@@ -236,8 +238,10 @@ def _write_share(share: _Share) -> list[tuple[tuple[RecordSummary, ...], list[st
     so memory stays flat however large the vault) and the files written, for each OS."""
     done = []
     for order, stale in share.orders:
-        records = records_of(share.root, PurePosixPath(order.path.as_posix()), order.id)
-        view = OrderView(order, _state(records, stale), tuple(records), stale)
+        found = all_records(share.root, PurePosixPath(order.path.as_posix()), order.id)
+        records = [record for record in found if record.vouched]
+        outside = tuple(record.twin.as_posix() for record in found if not record.vouched)
+        view = OrderView(order, _state(records, stale), tuple(records), stale, outside)
         names = _write_all(share.out, _order_pages(share.root, share.last_entry, view))
         done.append((tuple(replace(record, document={}) for record in records), names))
     return done

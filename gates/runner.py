@@ -12,11 +12,14 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from gates import attestation, ledger, plan
+from jinja2 import UndefinedError
+
+from gates import ledger, plan
 from gates.acceptance import AcceptanceRun, run_acceptance
 from gates.catalog import GATE_NAMES
 from gates.checks import GateResult, Status, run_commands
 from gates.closure import (
+    SCHEMA,
     Closure,
     Deliverable,
     Inputs,
@@ -26,13 +29,15 @@ from gates.closure import (
     record_path,
     render_markdown,
     sha256_file,
+    statement_of,
     to_json,
     write_atomically,
 )
 from gates.config import GatesConfig, load_config
-from gates.exceptions import GatesConfigError, UnknownWorkOrder
+from gates.exceptions import GatesConfigError, SigningKeyError, UnknownWorkOrder
 from gates.features import FeatureProblem, ScenarioSpec, read_feature
-from gates.git import Checkout, exists_at_commit, read_checkout
+from gates.git import Checkout, commit_tree, exists_at_commit, read_checkout
+from gates.integrity import FILE_KEYS
 from gates.model import WorkOrder
 from gates.records import latest_record, records_of
 from gates.signing import Signer, dsse_envelope, signer_from_environment
@@ -109,21 +114,28 @@ def certify(
     env: dict[str, str] | None = None,
     now: datetime | None = None,
 ) -> list[CertifyResult]:
-    """Certify the chosen OSes at the current commit; write their records unless `check`."""
+    """Certify the chosen OSes at the current commit; write their records unless `check`.
+
+    Everything the verdict is computed from (the specs, the gate configuration, the feature
+    files, the code the gates run) is read from a clean checkout of the commit, never from the
+    working tree: a file the commit does not hold (untracked, ignored, staged, or an edit not
+    committed) cannot take part. Only the records are written into the working tree's vault.
+    """
     progress = progress or SilentProgress()
-    config = load_config(root)
-    vault = load_vault(root)
-    orders = select(vault.documents, wanted)
     checkout = read_checkout(root)
-    features = _read_features(root, orders)
-    gates = _run_gates(root, config, orders, progress, env)
-    acceptance = gates.pop("__acceptance__", None)
-    now = now or datetime.now(UTC)
-    tools = _tool_versions(config.tools)
-    closures = [
-        _closure(root, config, order, checkout, features, gates, acceptance, tools, now)
-        for order in orders
-    ]
+    with commit_tree(root, checkout.commit) as tree:
+        config = load_config(tree)
+        vault = load_vault(tree)
+        orders = select(vault.documents, wanted)
+        features = _read_features(tree, orders)
+        gates = _run_gates(tree, config, orders, progress, in_tree(env, tree, root))
+        acceptance = gates.pop("__acceptance__", None)
+        now = now or datetime.now(UTC)
+        tools = _tool_versions(config.tools)
+        closures = [
+            _closure(root, tree, config, order, checkout, features, gates, acceptance, tools, now)
+            for order in orders
+        ]
     results = []
     if check:
         for closure in closures:
@@ -131,6 +143,7 @@ def certify(
             progress.decided(results[-1])
         return results
     signer = signer_from_environment()
+    _check_pinned_key(config, signer)
     with ledger.locked(root, config.vault):
         for closure in closures:
             results.append(
@@ -139,6 +152,22 @@ def certify(
             progress.decided(results[-1])
         _refresh_plan(root, vault.documents.values())
     return results
+
+
+def _check_pinned_key(config: GatesConfig, signer: Signer | None) -> None:
+    """With a key pinned in `[tool.gates]`, every new ledger entry must be signed by it."""
+    if config.public_key is None:
+        return
+    if signer is None:
+        raise SigningKeyError(
+            "[tool.gates] pins a signing key: set GATES_SIGNING_KEY (or GATES_SIGNING_KEY_PEM) "
+            "to its private key to certify, or use --check"
+        )
+    if signer.public_key_b64 != config.public_key:
+        raise SigningKeyError(
+            f"GATES_SIGNING_KEY is key {signer.key_id}, not the key [tool.gates] pins: a "
+            "ledger entry signed by it would not verify"
+        )
 
 
 def _result(closure: Closure, record: PurePosixPath | None, written: str) -> CertifyResult:
@@ -163,8 +192,14 @@ def _run_gates(
     progress: Progress,
     env: dict[str, str] | None,
 ) -> dict[str, GateResult | AcceptanceRun]:
-    """Run each needed gate once, in the catalogue's order; every OS reuses the results."""
+    """Run each needed gate once, in the catalogue's order; every OS reuses the results.
+
+    The scenarios run whenever a chosen OS has feature files, whether or not it lists the
+    acceptance gate: a scenario tagged for an OS counts against it either way, so its verdict
+    does not depend on which other OSes were chosen with it."""
     needed = {name for order in orders for name in required_gates(order)}
+    if any(order.features for order in orders):
+        needed.add("acceptance")
     results: dict[str, GateResult | AcceptanceRun] = {}
     for name in GATE_NAMES:
         if name not in needed or name == "deliverables":
@@ -187,6 +222,7 @@ def _run_gates(
 
 def _closure(
     root: Path,
+    tree: Path,
     config: GatesConfig,
     order: WorkOrder,
     checkout: Checkout,
@@ -196,7 +232,8 @@ def _closure(
     tools: dict[str, str],
     now: datetime,
 ) -> Closure:
-    """Decide one OS from the shared gate results."""
+    """Decide one OS from the shared gate results (its inputs read in `tree`, the commit's
+    clean checkout; its earlier records and the working tree's state in `root`)."""
     gates = {name: g for name, g in shared.items() if isinstance(g, GateResult)}
     deliverables = _deliverables(root, order, checkout.commit)
     if "deliverables" in required_gates(order):
@@ -221,7 +258,7 @@ def _closure(
         dirty=dirty,
         certified_at=now,
         deliverables=deliverables,
-        inputs=_inputs(root, config, order),
+        inputs=_inputs(tree, config, order),
         tool_versions=tools,
         record=record_path(order, config.vault, checkout.commit),
         flipped=flipped,
@@ -270,28 +307,29 @@ def _flipped(previous: dict[str, object], evaluation: Evaluation) -> tuple[str, 
 def _publish(root: Path, config: GatesConfig, closure: Closure, signer: Signer | None) -> str:
     """Write the record, its twin and its attestation, then chain a ledger entry for them.
 
-    The same facts at the same commit keep the files already there; a ledger entry is added
-    only when the ledger does not yet hold these exact files (e.g. after a crash between the
-    record and the ledger)."""
+    Files already there for this OS and commit are kept only when certify itself wrote them:
+    same facts, the record and the attestation exactly what the twin renders, and a ledger
+    entry vouching for these very bytes. Anything else (a file edited by hand, a missing one)
+    is written again from this run; a ledger entry is added when none holds the files."""
     twin = to_json(closure)
     paths = _paths(closure)
-    written = "unchanged"
-    if not _same_facts(root / paths["twin"], root / paths["record"], twin):
-        write_atomically(root / paths["record"], render_markdown(closure, twin))
-        write_atomically(root / paths["twin"], dump_json(twin))
-        _write_attestation(root, closure, twin, paths, signer)
-        written = "written"
-    elif not (root / paths["statement"]).is_file():
-        _write_attestation(root, closure, twin, paths, signer)
-    files = {
-        name: {"path": path.as_posix(), "sha256": sha256_file(root / path)}
-        for name, path in paths.items()
-        if (root / path).is_file()
-    }
     book = ledger.ledger_path(root, config.vault)
-    if not any(all(e.get(k) == v for k, v in files.items()) for e in ledger.entries(book)):
+    written = "unchanged"
+    if not _written_by_certify(root, paths, twin, book, signer):
+        statement = statement_of(twin)
+        write_atomically(root / paths["record"], render_markdown(twin))
+        write_atomically(root / paths["twin"], dump_json(twin))
+        write_atomically(root / paths["statement"], statement.decode("utf-8"))
+        envelope = root / paths["envelope"]
+        if signer is not None:
+            document = dsse_envelope(statement, signer)
+            write_atomically(envelope, json.dumps(document, indent=2) + "\n")
+        elif envelope.exists():
+            envelope.unlink()  # an envelope of other bytes would vouch for nothing
+        written = "written"
+    files = _file_hashes(root, paths)
+    if not _vouched(files, book):
         ledger.append(book, _entry_fields(closure, files), signer)
-        return written
     return written
 
 
@@ -305,40 +343,51 @@ def _paths(closure: Closure) -> dict[str, PurePosixPath]:
     return paths
 
 
-def _same_facts(twin_path: Path, markdown_path: Path, twin: dict[str, object]) -> bool:
-    if not (twin_path.is_file() and markdown_path.is_file()):
-        return False
+def _file_hashes(root: Path, paths: dict[str, PurePosixPath]) -> dict[str, dict[str, str]]:
+    return {
+        name: {"path": path.as_posix(), "sha256": sha256_file(root / path)}
+        for name, path in paths.items()
+        if (root / path).is_file()
+    }
+
+
+def _vouched(files: dict[str, dict[str, str]], book: Path) -> bool:
+    """Whether a ledger entry names exactly these files, with these bytes."""
+    return any(
+        all(entry.get(name) == described for name, described in files.items())
+        and all(entry.get(name) is None for name in FILE_KEYS if name not in files)
+        for entry in ledger.entries(book)
+    )
+
+
+def _written_by_certify(
+    root: Path,
+    paths: dict[str, PurePosixPath],
+    twin: dict[str, object],
+    book: Path,
+    signer: Signer | None,
+) -> bool:
+    """The files for this OS and commit are there, state the same facts as `twin`, are the
+    renderings of their own twin, and a ledger entry vouches for their bytes."""
     try:
-        existing = json.loads(twin_path.read_text(encoding="utf-8"))
+        existing = json.loads((root / paths["twin"]).read_text(encoding="utf-8"))
+        record = (root / paths["record"]).read_text(encoding="utf-8")
+        statement = (root / paths["statement"]).read_bytes()
     except (OSError, ValueError):
         return False
-    return bool(facts_of(existing) == facts_of(twin))
-
-
-def _write_attestation(
-    root: Path,
-    closure: Closure,
-    twin: dict[str, object],
-    paths: dict[str, PurePosixPath],
-    signer: Signer | None,
-) -> None:
-    document = attestation.statement(
-        repository=closure.order.repository,
-        commit=closure.commit,
-        concluded=closure.decision is Decision.CONCLUDED,
-        configuration={
-            closure.order.path.as_posix(): closure.inputs.spec,
-            "pyproject.toml#tool.gates": closure.inputs.config,
-        },
-        scenarios=twin["scenarios"],  # type: ignore[arg-type]
-        gates=twin["gates"],  # type: ignore[arg-type]
-    )
-    payload = attestation.encode(document)
-    write_atomically(root / paths["statement"], payload.decode("utf-8"))
-    dsse = closure.record.with_suffix(".dsse.json")
-    if signer is not None:
-        envelope = dsse_envelope(payload, signer)
-        write_atomically(root / dsse, json.dumps(envelope, indent=2) + "\n")
+    if not isinstance(existing, dict) or existing.get("schema") != SCHEMA:
+        return False
+    if facts_of(existing) != facts_of(twin):
+        return False
+    try:
+        rendered = render_markdown(existing), statement_of(existing)
+    except (KeyError, TypeError, ValueError, UndefinedError):
+        return False
+    if rendered != (record, statement):
+        return False
+    if signer is not None and not (root / paths["envelope"]).is_file():
+        return False
+    return _vouched(_file_hashes(root, paths), book)
 
 
 def _entry_fields(closure: Closure, files: dict[str, dict[str, str]]) -> dict[str, object]:
@@ -431,6 +480,17 @@ def _refresh_plan(root: Path, orders: Iterable[WorkOrder]) -> None:
         for order in sorted(orders, key=lambda o: (o.number, o.id))
     ]
     plan.update_plan(root, plan.render_block(rows))
+
+
+def in_tree(env: dict[str, str] | None, tree: Path, root: Path) -> dict[str, str]:
+    """The environment of the gates' commands in the commit's checkout: Python imports the
+    checkout's packages first (an editable install would otherwise import the working tree's),
+    and mypy keeps its cache in the working tree, where it outlives the checkout."""
+    result = dict(os.environ if env is None else env)
+    inherited = result.get("PYTHONPATH")
+    result["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), inherited]))
+    result.setdefault("MYPY_CACHE_DIR", str(root / ".mypy_cache"))
+    return result
 
 
 def environment() -> dict[str, str]:

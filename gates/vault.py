@@ -81,8 +81,57 @@ def expand(arguments: Sequence[Path]) -> list[Path]:
 
 
 def load_vault(root: Path) -> Vault:
-    """Parse every OS spec of the vault under `root` and check them against each other."""
-    return load_documents(discover(root), root=root)
+    """Parse every OS spec of the vault under `root`, check them against each other, and check
+    that the vault holds no input of a gate (see `gate_inputs`)."""
+    vault = load_documents(discover(root), root=root)
+    misplaced = gate_inputs(root) + _features_inside(root, vault.documents.values())
+    if not misplaced:
+        return vault
+    return Vault(vault.root, vault.documents, (*vault.errors, *misplaced), vault.checked)
+
+
+# What pytest, pytest-bdd and Python read, and so what could change a gate run from inside the
+# vault, whose changes do not count as changes of the code (only specs and records live there).
+_GATE_INPUT_NAMES = frozenset(
+    {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "noxfile.py"}
+)
+_GATE_INPUT_SUFFIXES = frozenset({".py", ".pyc", ".pth", ".feature"})
+
+
+def gate_inputs(root: Path) -> list[DocumentError]:
+    """An error for each file under vault/ that a gate would read: Python modules (a conftest
+    included), pytest and Python configuration, and feature files."""
+    vault = root / "vault"
+    found = []
+    for path in sorted(vault.rglob("*")) if vault.is_dir() else []:
+        if path.is_dir() or "__pycache__" in path.parts:
+            continue
+        if path.name in _GATE_INPUT_NAMES or path.suffix in _GATE_INPUT_SUFFIXES:
+            found.append(
+                DocumentError(
+                    path.relative_to(root),
+                    1,
+                    "an input of the gates inside the vault (a module, a conftest, a "
+                    "configuration or a feature file): the vault holds OS specs and closure "
+                    "records only",
+                    "move it out of vault/ (features/ for feature files, tests/ for step code)",
+                )
+            )
+    return found
+
+
+def _features_inside(root: Path, orders: Iterable[WorkOrder]) -> list[DocumentError]:
+    return [
+        DocumentError(
+            order.path,
+            order.line_of("features"),
+            f"the feature file {feature.as_posix()} is inside the vault",
+            "keep feature files outside vault/ (e.g. in features/)",
+        )
+        for order in orders
+        for feature in order.features
+        if feature.parts and feature.parts[0] == "vault"
+    ]
 
 
 def load_documents(

@@ -7,12 +7,13 @@ the verdict and flagged when the gates contradict it; it never decides anything.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from gates.acceptance import AcceptanceRun, Outcome, ScenarioResult
 from gates.checks import GateResult, Status
-from gates.features import FeatureProblem, ScenarioSpec
+from gates.features import CRITERION_TAG, OS_TAG, FeatureProblem, ScenarioSpec
 from gates.model import Criterion, WorkOrder
 
 
@@ -99,11 +100,20 @@ def evaluate(
     *,
     dirty: tuple[str, ...],
 ) -> Evaluation:
-    """Decide every criterion of `order` and the OS itself."""
+    """Decide every criterion of `order` and the OS itself.
+
+    `dirty`, the working tree's uncommitted changes, is only reported: the gates ran on a clean
+    checkout of the commit, so those changes took no part in the verdict."""
     errors = list(feature_errors)
     warnings: list[str] = []
+    if dirty:
+        listed = ", ".join(dirty[:5]) + (f" e mais {len(dirty) - 5}" if len(dirty) > 5 else "")
+        warnings.append(
+            f"alterações não commitadas ficaram fora dos gates (rodaram no commit): {listed}"
+        )
     own = [s for s in scenarios if order.short_id in s.work_orders]
     for scenario in scenarios:
+        errors.extend(_near_misses(scenario))
         if order.short_id not in scenario.work_orders:
             warnings.append(
                 f"cenário «{scenario.name}» ({scenario.ref}) não tem a tag {order.tag}: "
@@ -134,8 +144,38 @@ def evaluate(
     ordered_gates = tuple(
         per_os_gates[name] for name in required_gates(order) if name in per_os_gates
     )
-    reasons = _reasons(criteria, ordered_gates, errors, dirty)
+    if "acceptance" not in per_os_gates:  # then no gate judges the OS's scenarios: here
+        errors.extend(
+            f"cenário «{r.spec.name}» ({r.spec.ref}), com a tag {order.tag}, não passou: "
+            f"{r.outcome.value}{f' — {r.message}' if r.message else ''}"
+            for r in results
+            if r.outcome is not Outcome.PASSED and not r.spec.criteria
+        )
+    reasons = _reasons(criteria, ordered_gates, errors)
     return Evaluation(criteria, results, ordered_gates, tuple(errors), tuple(warnings), reasons)
+
+
+# Tags that look like a criterion's or an OS's but are not well formed (@AC-1, @ac-01, @AC01,
+# @OS-1): a typo would otherwise make a scenario prove nothing, silently.
+# (Digits, or the letters typed for them: O, l, I.)
+_LIKE_CRITERION = re.compile(r"^@ac[\W_]*[0-9oli]{1,4}$", re.IGNORECASE)
+_LIKE_OS = re.compile(r"^@os[\W_]*[0-9oli]{1,6}$", re.IGNORECASE)
+
+
+def _near_misses(scenario: ScenarioSpec) -> list[str]:
+    problems = []
+    for tag in sorted(scenario.tags):
+        if _LIKE_CRITERION.match(tag) and not CRITERION_TAG.match(tag):
+            problems.append(
+                f"cenário «{scenario.name}» ({scenario.ref}): a tag {tag} parece um critério, "
+                "mas um critério se marca com AC- e dois ou mais dígitos (ex.: @AC-01)"
+            )
+        elif _LIKE_OS.match(tag) and not OS_TAG.match(tag):
+            problems.append(
+                f"cenário «{scenario.name}» ({scenario.ref}): a tag {tag} parece uma OS, "
+                "mas uma OS se marca com OS- e três ou mais dígitos (ex.: @OS-004)"
+            )
+    return problems
 
 
 def required_gates(order: WorkOrder) -> tuple[str, ...]:
@@ -210,12 +250,8 @@ def _reasons(
     criteria: tuple[CriterionResult, ...],
     gates: tuple[GateResult, ...],
     errors: list[str],
-    dirty: tuple[str, ...],
 ) -> tuple[str, ...]:
     reasons: list[str] = []
-    if dirty:
-        listed = ", ".join(dirty[:5]) + (f" e mais {len(dirty) - 5}" if len(dirty) > 5 else "")
-        reasons.append(f"árvore de trabalho com alterações não commitadas: {listed}")
     reasons.extend(f"erro: {error}" for error in errors)
     for gate in gates:
         if not gate.passed:

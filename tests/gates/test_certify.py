@@ -161,14 +161,18 @@ def test_a_skipped_scenario_proves_nothing(project: Project) -> None:
     assert result.decision is Decision.FAILED
 
 
-def test_uncommitted_changes_cannot_be_concluded(project: Project) -> None:
-    project.write("src/app.py", "print('changed')\n")
+def test_uncommitted_changes_take_no_part_and_are_reported(project: Project) -> None:
+    """The verdict is the commit's: an uncommitted change neither breaks nor fixes it."""
+    project.write("src/flag.txt", "vermelho\n")  # would fail the scenario, were it committed
     result = run(project)
-    assert result.decision is Decision.FAILED
-    assert result.evaluation.reasons[0].startswith(
-        "árvore de trabalho com alterações não commitadas: src/app.py"
+    assert result.decision is Decision.CONCLUDED, result.evaluation.reasons
+    assert result.evaluation.warnings[0].startswith(
+        "alterações não commitadas ficaram fora dos gates (rodaram no commit): src/flag.txt"
     )
-    assert twin(project, result)["worktree"] == {"clean": False, "changes": ["src/app.py"]}
+    assert twin(project, result)["worktree"] == {"clean": False, "changes": ["src/flag.txt"]}
+    project.commit("the failing flag committed")
+    project.write("src/flag.txt", "ok\n")  # the fix, not committed
+    assert run(project).decision is Decision.REGRESSED
 
 
 def test_records_and_the_plan_block_do_not_make_the_tree_dirty(project: Project) -> None:
