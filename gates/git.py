@@ -4,6 +4,7 @@ a clean checkout of a commit for the gates to run in."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -86,14 +87,50 @@ def commit_tree(root: Path, commit: str) -> Iterator[Path]:
     """A clean checkout of `commit` in a temporary folder (a detached `git worktree`), removed
     on the way out: it holds what the commit holds and nothing else (no untracked, ignored or
     staged file, no uncommitted edit), so that the gates run on the commit alone."""
-    with contextlib.suppress(GitError):
-        _git(root, "worktree", "prune")  # what a killed run left behind
+    _remove_abandoned(root)
     scratch = Path(tempfile.mkdtemp(prefix="gates-commit-"))
     tree = scratch / "tree"
+    reason = f"{_LOCK_REASON}{os.getpid()}"
     try:
-        _git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        _git(root, "worktree", "add", "--detach", "--lock", "--reason", reason, str(tree), commit)
         yield tree
     finally:
-        with contextlib.suppress(GitError):
-            _git(root, "worktree", "remove", "--force", str(tree))
+        with contextlib.suppress(GitError):  # twice forced: the checkout is locked
+            _git(root, "worktree", "remove", "--force", "--force", str(tree))
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_LOCK_REASON = "gates certify, pid "
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Remove the checkouts of `gates certify` runs that were killed (their process is gone);
+    a checkout of a run still going is left alone."""
+    try:
+        listing = _git(root, "worktree", "list", "--porcelain")
+    except GitError:
+        return
+    for block in listing.split("\n\n"):
+        fields = dict(line.partition(" ")[::2] for line in block.splitlines() if line)
+        reason = fields.get("locked", "")
+        if not reason.startswith(_LOCK_REASON) or not reason[len(_LOCK_REASON) :].isdigit():
+            continue
+        if _alive(int(reason[len(_LOCK_REASON) :])):
+            continue
+        tree = Path(fields["worktree"])
+        with contextlib.suppress(GitError):
+            _git(root, "worktree", "remove", "--force", "--force", str(tree))
+        if tree.parent.name.startswith("gates-commit-"):
+            shutil.rmtree(tree.parent, ignore_errors=True)
+    with contextlib.suppress(GitError):
+        _git(root, "worktree", "prune")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

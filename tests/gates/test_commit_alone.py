@@ -7,8 +7,12 @@ a commit whose scenario fails; none of them may give CONCLUÍDA, or pass `gates 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -314,3 +318,30 @@ def test_gate_inputs_inside_the_vault_are_refused_by_lint(project: Project) -> N
     assert result.returncode == 1, result.stdout + result.stderr
     assert "vault/demo/conftest.py" in result.stdout
     assert "vault/demo/provas/outra.feature" in result.stdout
+
+
+def test_the_checkout_of_a_killed_run_is_removed_by_the_next(project: Project) -> None:
+    pyproject = (project.root / "pyproject.toml").read_text(encoding="utf-8")
+    slow = 'tests = [["python", "-c", "import time; time.sleep(60)"]]'
+    project.write("pyproject.toml", re.sub(r"^tests = .*$", slow, pyproject, flags=re.M))
+    project.commit("a slow tests gate")
+    running = subprocess.Popen(
+        [sys.executable, "-m", "gates", "certify", "--check", "--root", str(project.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while "gates certify, pid" not in project.git("worktree", "list", "--porcelain"):
+        assert time.monotonic() < deadline, "no checkout appeared"
+        time.sleep(0.1)
+    os.killpg(running.pid, signal.SIGKILL)
+    running.wait(timeout=30)
+    listed = project.git("worktree", "list", "--porcelain")
+    abandoned = Path(re.findall(r"^worktree (.+)$", listed, re.M)[1])
+    assert abandoned.is_dir()
+    project.write("pyproject.toml", pyproject)
+    project.commit("the tests gate as it was")
+    certify(project.root, check=True)
+    assert project.git("worktree", "list", "--porcelain").count("worktree ") == 1
+    assert not abandoned.exists()
