@@ -125,6 +125,9 @@ def certify(
     checkout = read_checkout(root)
     with commit_tree(root, checkout.commit) as tree:
         config = load_config(tree)
+        signer = None if check else signer_from_environment()
+        if not check:
+            _check_pinned_key(config, signer)  # before the gates run, not after
         vault = load_vault(tree)
         orders = select(vault.documents, wanted)
         features = _read_features(tree, orders)
@@ -142,8 +145,6 @@ def certify(
             results.append(_result(closure, None, "not written (check)"))
             progress.decided(results[-1])
         return results
-    signer = signer_from_environment()
-    _check_pinned_key(config, signer)
     with ledger.locked(root, config.vault):
         for closure in closures:
             results.append(
