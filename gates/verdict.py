@@ -144,7 +144,7 @@ def evaluate(
     ordered_gates = tuple(
         per_os_gates[name] for name in required_gates(order) if name in per_os_gates
     )
-    if "acceptance" not in per_os_gates:  # then no gate judges the OS's scenarios: here
+    if "acceptance" not in required_gates(order):  # no gate of the OS judges its scenarios
         errors.extend(
             f"cenário «{r.spec.name}» ({r.spec.ref}), com a tag {order.tag}, não passou: "
             f"{r.outcome.value}{f' — {r.message}' if r.message else ''}"

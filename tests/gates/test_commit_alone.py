@@ -174,6 +174,33 @@ def test_a_verdict_is_the_same_whichever_oses_are_selected(project: Project) -> 
     assert any("@AC-1" in reason for reason in together["OS-001"].evaluation.reasons)
 
 
+UNTAGGED_FAILURE = """\
+# language: pt
+@OS-001
+Funcionalidade: Demonstração
+
+  @AC-01
+  Cenário: A bandeira está verde
+    Dado a bandeira do projeto
+    Então ela diz "ok"
+
+  Cenário: A bandeira também diz outra coisa
+    Dado a bandeira do projeto
+    Então ela diz "outra coisa"
+"""
+
+
+def test_a_failing_scenario_of_the_os_counts_without_a_criterion_or_the_acceptance_gate(
+    project: Project,
+) -> None:
+    project.write(SPEC, spec(gates="lint, types, tests, deliverables"))
+    project.write("features/demo.feature", UNTAGGED_FAILURE)
+    project.commit("a failing scenario that proves no criterion, in an OS without acceptance")
+    (result,) = decide(project)
+    assert result.decision is not Decision.CONCLUDED, result.evaluation.reasons
+    assert any("outra coisa" in reason for reason in result.evaluation.reasons)
+
+
 FLAKY_STEPS = """\
 from pathlib import Path
 
