@@ -93,63 +93,99 @@ class AcceptanceRun:
         return outcome
 
 
-def run_acceptance(root: Path, config: GatesConfig, env: dict[str, str] | None) -> AcceptanceRun:
-    """Run pytest over the acceptance paths and collect per-scenario results."""
-    with tempfile.TemporaryDirectory(prefix="gates-acceptance-") as scratch:
-        report = Path(scratch) / "scenarios.json"
-        command = (
-            "python",
-            "-m",
-            "pytest",
-            *(path.as_posix() for path in config.acceptance_paths),
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "gates.pytest_plugin",
-            "-q",
-            f"--gates-results={report}",
-        )
+@dataclass(frozen=True, slots=True)
+class PytestRun:
+    """One pytest run with the gates plugin: the gate it was, and what the plugin recorded
+    (`None` when the run did not complete). Scenario feature paths are relative to the tree."""
+
+    gate: GateResult
+    scenarios: list[dict[str, Any]] | None
+    tests: list[dict[str, Any]] | None
+
+    @property
+    def completed(self) -> bool:
+        return self.scenarios is not None and self.tests is not None
+
+
+def run_pytest(
+    name: str,
+    command: tuple[str, ...],
+    *,
+    root: Path,
+    config: GatesConfig,
+    env: dict[str, str] | None,
+    echo: bool = False,
+) -> PytestRun:
+    """Run one pytest `command` in `root` with the gates plugin, and read what it recorded."""
+    with tempfile.TemporaryDirectory(prefix="gates-pytest-") as scratch:
+        report = Path(scratch) / "results.json"
+        full = (*command, "-p", "gates.pytest_plugin", f"--gates-results={report}")
         gate = run_commands(
-            "acceptance", (command,), root=root, timeout_s=config.timeout_seconds, env=env
+            name, (full,), root=root, timeout_s=config.timeout_seconds, env=env, echo=echo
         )
 
         def hide(text: str) -> str:
-            return text.replace(str(report), "<scenarios.json>")
+            return text.replace(str(report), "<results.json>")
 
         gate = GateResult(
             gate.name,
             gate.status,
             gate.duration_s,
-            tuple(hide(command) for command in gate.commands),
+            tuple(hide(c) for c in gate.commands),
             hide(gate.log),
             hide(gate.detail),
         )
         completed = any(marker in gate.log for marker in RUN_COMPLETED)
-        runs = _read_report(report, root) if completed else None
+        read = read_results(report, root) if completed else None
+    scenarios, tests = read if read is not None else (None, None)
+    return PytestRun(gate=gate, scenarios=scenarios, tests=tests)
+
+
+def acceptance_of(
+    gate: GateResult, scenarios: list[dict[str, Any]] | None, config: GatesConfig
+) -> AcceptanceRun:
+    """The acceptance run from the scenarios a pytest run recorded (`None`: it did not
+    complete, so no scenario has an outcome)."""
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for entry in scenarios or ():
+        runs.setdefault((str(entry["feature"]), int(entry.get("line", 0))), []).append(entry)
     return AcceptanceRun(
-        gate=gate, completed=runs is not None, runs=runs or {}, flaky_proves=config.flaky_proves
+        gate=gate,
+        completed=scenarios is not None,
+        runs=runs,
+        flaky_proves=config.flaky_proves,
     )
 
 
-def _read_report(report: Path, root: Path) -> dict[tuple[str, int], list[dict[str, Any]]] | None:
+def read_results(
+    report: Path, root: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The plugin's file: (scenarios, tests), each scenario's feature made relative to `root`
+    (a feature outside the repository proves nothing here and is dropped); `None` when the file
+    is missing or not what the plugin writes."""
     try:
-        entries = json.loads(report.read_text(encoding="utf-8"))
+        document = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(entries, list):
+    if isinstance(document, list):  # the plugin of an older commit: scenarios only
+        document = {"scenarios": document, "tests": []}
+    if not isinstance(document, dict):
         return None
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    entries, tests = document.get("scenarios"), document.get("tests")
+    if not isinstance(entries, list) or not isinstance(tests, list):
+        return None
+    if not all(isinstance(item, dict) for item in [*entries, *tests]):
+        return None
+    scenarios = []
     resolved_root = root.resolve()
     for entry in entries:
-        if not isinstance(entry, dict):
-            return None
         feature = Path(str(entry.get("feature", "")))
         try:
             relative = PurePosixPath(feature.relative_to(resolved_root).as_posix())
         except ValueError:
-            continue  # a feature outside the repository proves nothing here
-        runs.setdefault((relative.as_posix(), int(entry.get("line", 0))), []).append(entry)
-    return runs
+            continue
+        scenarios.append({**entry, "feature": relative.as_posix()})
+    return scenarios, tests
 
 
 def _outcome(run: dict[str, Any]) -> Outcome:

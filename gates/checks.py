@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class GateResult:
     log: str
     detail: str = ""
     facts: Mapping[str, object] = field(default_factory=dict, compare=False)
+    evidence: Mapping[str, object] | None = field(default=None, compare=False)
+    """Where the result was kept or taken from (`gates.evidence.Evidence.describe`)."""
 
     @property
     def passed(self) -> bool:
@@ -57,8 +60,12 @@ def run_commands(
     root: Path,
     timeout_s: float,
     env: dict[str, str] | None = None,
+    echo: bool = False,
 ) -> GateResult:
-    """Run each command in order in `root`; the gate fails at the first one that fails."""
+    """Run each command in order in `root`; the gate fails at the first one that fails.
+
+    `timeout_s` bounds the whole gate, in seconds. With `echo`, each command's output is also
+    copied to standard output as it comes (a developer watching the suite run)."""
     started = time.perf_counter()
     log: list[str] = []
     shown = tuple(shlex.join(command) for command in commands)
@@ -71,29 +78,56 @@ def run_commands(
         log.append(f"$ {text}\n")
         remaining = max(timeout_s - (time.perf_counter() - started), 1.0)
         try:
-            completed = subprocess.run(
-                argv,
-                cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=remaining,
-                check=False,
-            )
+            returncode, output = _run(argv, root, env, remaining, echo)
         except subprocess.TimeoutExpired as exc:
-            log.append(_decode(exc.stdout))
+            log.append(_decode(exc.output))
             detail = f"tempo esgotado após {timeout_s:.0f} s em: {text}"
             return _result(name, Status.FAIL, started, shown, log, detail)
         except OSError as exc:
             detail = f"não foi possível executar {text}: {exc.strerror}"
             return _result(name, Status.FAIL, started, shown, log, detail)
-        log.append(_decode(completed.stdout))
-        log.append(f"[exit {completed.returncode}]\n")
-        if completed.returncode != 0:
-            detail = f"{text} terminou com código {completed.returncode}"
+        log.append(output)
+        log.append(f"[exit {returncode}]\n")
+        if returncode != 0:
+            detail = f"{text} terminou com código {returncode}"
             return _result(name, Status.FAIL, started, shown, log, detail)
     return _result(name, Status.PASS, started, shown, log, "")
+
+
+def _run(
+    argv: list[str], root: Path, env: dict[str, str] | None, timeout_s: float, echo: bool
+) -> tuple[int, str]:
+    """Run `argv` to its end: (exit code, its output, stdout and stderr merged). Raises
+    `subprocess.TimeoutExpired` (its `output` what was read so far) after `timeout_s`."""
+    process = subprocess.Popen(
+        argv,
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in iter(process.stdout.readline, b""):
+            chunks.append(line)
+            if echo:
+                sys.stdout.write(line.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        returncode = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        reader.join(timeout=5)
+        raise subprocess.TimeoutExpired(argv, timeout_s, output=b"".join(chunks)) from None
+    reader.join()
+    return returncode, _decode(b"".join(chunks))
 
 
 def _decode(output: bytes | str | None) -> str:

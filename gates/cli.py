@@ -202,6 +202,11 @@ def _configure_certify(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decide without writing records or PLAN.md; exit 1 if an OS would not be CONCLUÍDA",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="run every gate again, even those with evidence kept for this commit's tree",
+    )
     _add_root(parser)
 
 
@@ -212,12 +217,48 @@ def _run_certify(args: argparse.Namespace) -> int:
     root = _root(args.root, required=True)
     _refuse_broken_specs(root, args.ids)
     results = certify(
-        root, args.ids, check=args.check, progress=progress_for(sys.stdout), env=environment()
+        root,
+        args.ids,
+        check=args.check,
+        fresh=args.fresh,
+        progress=progress_for(sys.stdout),
+        env=environment(),
     )
     concluded = sum(result.concluded for result in results)
     mode = " (check: nothing written)" if args.check else ""
     print(f"gates certify: {concluded} of {len(results)} OS CONCLUÍDA{mode}")
     return EXIT_OK if concluded == len(results) else EXIT_INVALID
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "gates",
+        nargs="*",
+        metavar="GATE",
+        choices=[name for name in GATE_NAMES if name != "deliverables"],
+        help="gates to run (default: every gate the vault's OSes require)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="run them even when evidence is kept for this tree"
+    )
+    _add_root(parser)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from gates.progress import PlainProgress
+    from gates.runner import environment, run_gates
+
+    root = _root(args.root, required=True)
+    outcome = run_gates(
+        root, args.gates, fresh=args.fresh, progress=PlainProgress(sys.stdout), env=environment()
+    )
+    passed = sum(gate.passed for gate in outcome.gates)
+    if outcome.commit is None:
+        where = "on the working tree, which differs from HEAD: nothing kept as evidence"
+    else:
+        where = f"on commit {outcome.commit[:12]}: what passed is kept as evidence"
+    print(f"gates run: {passed} of {len(outcome.gates)} gates PASS, {where}")
+    return EXIT_OK if outcome.passed else EXIT_INVALID
 
 
 def _refuse_broken_specs(root: Path, wanted: Sequence[str]) -> None:
@@ -413,6 +454,12 @@ COMMANDS: tuple[Command, ...] = (
         "run the gates, decide each OS and write its closure record into the vault",
         _configure_certify,
         _run_certify,
+    ),
+    Command(
+        "run",
+        "run gates on the commit (as certify would) and keep what passes as evidence",
+        _configure_run,
+        _run_run,
     ),
     Command(
         "status", "show each OS's last verdict, commit and date", _configure_status, _run_status

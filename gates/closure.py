@@ -31,7 +31,7 @@ RECORDS_DIR = "fechamentos"
 
 # Facts that change from one run to the next without changing the verdict: a re-run at the
 # same commit with the same facts keeps the record it already has.
-_VOLATILE = {"certified_at", "duration_s", "log", "record"}
+_VOLATILE = {"certified_at", "duration_s", "log", "record", "evidence"}
 
 _environment = Environment(
     loader=PackageLoader("gates", "templates"),
@@ -192,7 +192,7 @@ def to_json(closure: Closure) -> dict[str, Any]:
 
 
 def _gate_json(gate: GateResult) -> dict[str, Any]:
-    return {
+    document = {
         "name": gate.name,
         "status": gate.status.value,
         "duration_s": gate.duration_s,
@@ -201,6 +201,9 @@ def _gate_json(gate: GateResult) -> dict[str, Any]:
         "facts": dict(gate.facts),
         "log": gate.log,
     }
+    if gate.evidence is not None:
+        document["evidence"] = dict(gate.evidence)
+    return document
 
 
 def facts_of(document: dict[str, Any]) -> Any:

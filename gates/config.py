@@ -54,11 +54,18 @@ class GatesConfig:
     """A pinned ed25519 public key (base64 of its 32 raw bytes): every ledger entry from
     `signed_from` on must carry its signature, whatever key `gates verify` is given."""
     signed_from: int = 1
+    from_tests: dict[str, tuple[PurePosixPath, ...]] = field(default_factory=dict)
+    """Gates read from the `tests` gate's own pytest run instead of running again (gate name
+    to the test paths that make it up): the suite runs once per certify."""
+    environment: tuple[str, ...] = ()
+    """Environment variables that choose what the gates run against (the databases): their
+    values are part of the key under which gate results are kept as evidence."""
 
     @property
     def acceptance_paths(self) -> tuple[PurePosixPath, ...]:
-        """What the acceptance gate runs: `acceptance`, else every step folder."""
-        return self.acceptance or self.steps
+        """What the acceptance gate runs: `acceptance` (or its `from_tests` paths), else every
+        step folder."""
+        return self.from_tests.get("acceptance") or self.acceptance or self.steps
 
     def fingerprint(self) -> str:
         """The sha256 of the configuration as the runner uses it (bound into each record)."""
@@ -72,6 +79,8 @@ class GatesConfig:
                 "flaky_proves": self.flaky_proves,
                 "public_key": self.public_key,
                 "signed_from": self.signed_from,
+                "from_tests": {k: [str(p) for p in v] for k, v in self.from_tests.items()},
+                "environment": list(self.environment),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -107,6 +116,8 @@ def _parse(table: dict[str, Any]) -> GatesConfig:
         "flaky_proves",
         "public_key",
         "signed_from",
+        "from_tests",
+        "environment",
     }
     unknown = sorted(set(table) - known)
     if unknown:
@@ -140,7 +151,12 @@ def _parse(table: dict[str, Any]) -> GatesConfig:
     signed_from = table.get("signed_from", 1)
     if not isinstance(signed_from, int) or isinstance(signed_from, bool) or signed_from < 1:
         raise GatesConfigError("pyproject.toml: [tool.gates] signed_from must be a seq >= 1")
+    explicit = set(table.get("commands", {}))
+    from_tests = _from_tests(table.get("from_tests", {}), commands, explicit, table)
+    environment = tuple(_strings("environment", table, []))
     return GatesConfig(
+        from_tests=from_tests,
+        environment=environment,
         flaky_proves=flaky_proves,
         public_key=public_key,
         signed_from=signed_from,
@@ -154,6 +170,52 @@ def _parse(table: dict[str, Any]) -> GatesConfig:
         tools=tuple(_strings("tools", table, list(DEFAULT_TOOLS))),
         source=PurePosixPath("pyproject.toml"),
     )
+
+
+PYTEST_LAUNCHERS = (("pytest",), ("python", "-m", "pytest"), ("python3", "-m", "pytest"))
+
+
+def _from_tests(
+    value: object,
+    commands: dict[str, tuple[tuple[str, ...], ...]],
+    explicit: set[str],
+    table: dict[str, Any],
+) -> dict[str, tuple[PurePosixPath, ...]]:
+    """`[tool.gates.from_tests]`: gate name to test paths inside the `tests` gate's run, which
+    must then be one pytest command (the gates plugin is added to it)."""
+    if not isinstance(value, dict):
+        raise GatesConfigError(
+            "pyproject.toml: [tool.gates.from_tests] must be a table of gate = [test paths]"
+        )
+    parsed: dict[str, tuple[PurePosixPath, ...]] = {}
+    for name, paths in value.items():
+        if name not in ("migrations", "acceptance"):
+            raise GatesConfigError(
+                f"pyproject.toml: [tool.gates.from_tests] names {name!r}; only migrations and "
+                "acceptance can be read from the tests gate's run"
+            )
+        if name in explicit or (name == "acceptance" and "acceptance" in table):
+            where = "[tool.gates.commands]" if name in explicit else "[tool.gates] acceptance"
+            raise GatesConfigError(
+                f"pyproject.toml: gate {name!r} is set both in [tool.gates.from_tests] and in "
+                f"{where}: keep one"
+            )
+        listed = _strings(f"from_tests.{name}", {f"from_tests.{name}": paths}, [])
+        if not listed:
+            raise GatesConfigError(
+                f"pyproject.toml: [tool.gates.from_tests] {name} must list at least one test path"
+            )
+        parsed[name] = tuple(_relative_path(f"from_tests.{name}", p) for p in listed)
+    if parsed:
+        tests = commands["tests"]
+        if len(tests) != 1 or not any(tests[0][: len(p)] == p for p in PYTEST_LAUNCHERS):
+            raise GatesConfigError(
+                "pyproject.toml: [tool.gates.from_tests] needs the tests gate to be one pytest "
+                'command (e.g. tests = [["python", "-m", "pytest", "-q"]])'
+            )
+        if "migrations" in parsed:
+            commands.pop("migrations", None)
+    return parsed
 
 
 def _strings(key: str, table: dict[str, Any], default: list[str]) -> list[str]:

@@ -134,3 +134,8 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def tree_of(root: Path, commit: str) -> str:
+    """The id of `commit`'s git tree: its content, whatever its message, author or parents."""
+    return _git(root, "rev-parse", "--verify", f"{commit}^{{tree}}").strip()

@@ -30,7 +30,10 @@ class PlainProgress:
 
     def gate_finished(self, result: GateResult) -> None:
         detail = f" — {result.detail}" if result.detail else ""
-        self._say(f"gate {result.name}: {result.status.value} in {result.duration_s:.1f} s{detail}")
+        self._say(
+            f"gate {result.name}: {result.status.value} in {result.duration_s:.1f} s{detail}"
+            f"{reused(result)}"
+        )
 
     def decided(self, result: CertifyResult) -> None:
         record = f" — {result.record} ({result.written})" if result.record else ""
@@ -59,7 +62,7 @@ class RichProgress(PlainProgress):
         detail = f" — {escape(result.detail)}" if result.detail else ""
         self.console.print(
             f"gate [bold]{escape(result.name)}[/]: [{style}]{result.status.value}[/] "
-            f"in {result.duration_s:.1f} s{detail}",
+            f"in {result.duration_s:.1f} s{detail}{escape(reused(result))}",
             highlight=False,
             markup=True,
         )
@@ -74,6 +77,14 @@ class RichProgress(PlainProgress):
         )
         for reason in result.evaluation.reasons:
             self.console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+def reused(result: GateResult) -> str:
+    """` (reused: evidence produced at … on HOST)` for a result taken from kept evidence."""
+    kept = result.evidence
+    if not kept or not kept.get("reused"):
+        return ""
+    return f" (reused: evidence produced at {kept.get('produced_at')} on {kept.get('host')})"
 
 
 def progress_for(stream: TextIO | None = None) -> PlainProgress:

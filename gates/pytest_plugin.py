@@ -4,7 +4,12 @@ Loaded with `-p gates.pytest_plugin --gates-results=FILE`. pytest-bdd's cucumber
 step "passed" when the test was skipped or xfailed inside it; this records pytest's own
 outcome per test instead, tied to its scenario (feature file and line) by pytest-bdd's hook,
 with the example of an outline it ran (so examples are counted, not runs) and how many times a
-rerun plugin (pytest-rerunfailures) ran it again after a failure.
+rerun plugin (pytest-rerunfailures) ran it again after a failure. Every other test's outcome is
+recorded too, by node id, so that gates read from one run of the suite (`[tool.gates.from_tests]`)
+need no run of their own.
+
+The file written is `{"scenarios": [...], "tests": [...]}`: each scenario as above, each test as
+`{"nodeid", "outcome", "message", "reruns", "duration_s"}`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class ScenarioRecorder:
     def __init__(self, target: Path) -> None:
         self.target = target
         self.scenarios: dict[str, dict[str, Any]] = {}
+        self.tests: dict[str, dict[str, Any]] = {}
         self.reports: list[pytest.TestReport] = []
 
     def pytest_bdd_before_scenario(
@@ -63,10 +69,17 @@ class ScenarioRecorder:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         for report in self.reports:
+            test = self.tests.setdefault(
+                report.nodeid,
+                {"nodeid": report.nodeid, "outcome": "not run", "message": "", "reruns": 0},
+            )
+            test["duration_s"] = round(test.get("duration_s", 0.0) + report.duration, 6)
+            _apply(test, report)
             entry = self.scenarios.get(report.nodeid)
             if entry is not None:
                 _apply(entry, report)
-        self.target.write_text(json.dumps(list(self.scenarios.values()), indent=1), "utf-8")
+        document = {"scenarios": list(self.scenarios.values()), "tests": list(self.tests.values())}
+        self.target.write_text(json.dumps(document, indent=1), "utf-8")
 
 
 def _apply(entry: dict[str, Any], report: pytest.TestReport) -> None:

@@ -3,7 +3,8 @@
 The browser opens the index from disk with JavaScript off, follows the link to OS 004, reads the
 matrix, the gates and the state, and compares them with the OS's JSON twin; every request it
 makes must be a file:// one (nothing leaves the machine). A full-page PNG of each page is saved
-under test-artifacts/report/ at the repository root, for a person to look at.
+under test-artifacts/report/ at the repository root (or $AURORA_TEST_ARTIFACTS/report/), for a
+person to look at.
 
 Chromium is never downloaded: without /usr/bin/chromium the test skips, unless
 AURORA_REQUIRE_BROWSER=1 (CI), where its absence is a failure.
@@ -37,7 +38,10 @@ ARGS = [
     "--no-first-run",
 ]
 REPOSITORY = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPOSITORY / "test-artifacts" / "report"
+# `nox -s tests` runs the suite in a clean checkout of the commit: it names the working tree's
+# folder, so that the screenshots outlive the checkout.
+ARTIFACTS = Path(os.environ.get("AURORA_TEST_ARTIFACTS") or REPOSITORY / "test-artifacts")
+ARTIFACTS = ARTIFACTS / "report"
 OS_004 = SPEC_ID.replace("-001", "-004")
 
 if TYPE_CHECKING:
