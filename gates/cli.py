@@ -280,17 +280,22 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from gates.config import load_config
+    from gates.drift import Drift, DriftFinder
     from gates.integrity import stale_ids
     from gates.records import latest_record, unvouched_records
 
     root = _root(args.root, required=True)
     vault = load_vault(root)
     stale = stale_ids(root)
+    drifts = DriftFinder(root, load_config(root))
     rows = []
+    drifted: list[Drift | None] = []
     for order in sorted(vault.documents.values(), key=lambda o: (o.number, o.id)):
         spec = PurePosixPath(order.path.as_posix())
         record = latest_record(root, spec, order.id)
         outside = unvouched_records(root, spec, order.id)
+        drift = drifts.drift(order, record.commit if record else None)
         rows.append(
             {
                 "os": order.short_id,
@@ -302,18 +307,22 @@ def _run_status(args: argparse.Namespace) -> int:
                 "regressed": bool(record and record.decision == "REGREDIDA"),
                 "record": record.markdown.as_posix() if record else None,
                 "outside_ledger": [r.twin.as_posix() for r in outside],
+                "drift": drift.as_json() if drift is not None else None,
             }
         )
+        drifted.append(drift)
     if args.format == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return EXIT_OK
-    for row in rows:
+    for row, drift in zip(rows, drifted, strict=True):
         when = f"{str(row['commit'])[:12]}  {row['certified_at']}" if row["commit"] else "—"
         flag = "  DESATUALIZADA" if row["stale"] else ""
         unlisted = row["outside_ledger"]
         if isinstance(unlisted, list) and unlisted:  # never a verdict: shown as what they are
             flag += f"  ({len(unlisted)} registro(s) fora do livro-razão: {', '.join(unlisted)})"
         print(f"{row['os']}  {row['decision']:<16} {when}  {row['id']}{flag}")
+        if drift is not None and drift.drifted:  # never a verdict read without it
+            print(f"    ⚠ mudou desde a certificação: {drift.describe()}")
     if not rows:
         print("gates status: the vault has no OS")
     return EXIT_OK

@@ -76,3 +76,24 @@ def only_block_changed(root: Path, commit: str) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return _without_block(committed) == _without_block(current)
+
+
+def only_block_differs(root: Path, older: str, newer: str) -> bool:
+    """Whether PLAN.md at commit `older` and at commit `newer` differ only inside the status
+    block (what `gates certify` writes after the commit it certified)."""
+    texts = []
+    for commit in (older, newer):
+        try:
+            texts.append(
+                subprocess.run(
+                    ["git", "show", f"{commit}:{PLAN}"],
+                    cwd=root,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                ).stdout
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return _without_block(texts[0]) == _without_block(texts[1])

@@ -37,6 +37,7 @@ from markupsafe import Markup
 from gates import ledger
 from gates.config import load_config
 from gates.documents import parse_work_order
+from gates.drift import Drift, DriftFinder
 from gates.exceptions import OutputWriteError
 from gates.integrity import Staleness, Verification, stale_certifications, verify
 from gates.model import WorkOrder
@@ -99,6 +100,8 @@ class OrderView:
     stale: Staleness | None
     outside: tuple[str, ...] = ()
     """Records in the folder that no ledger entry vouches for: shown as such, never a verdict."""
+    drift: Drift | None = None
+    """What HEAD changed in the OS's files since its last certified commit."""
 
     @property
     def latest(self) -> RecordSummary | None:
@@ -191,13 +194,22 @@ def _build_and_write(
     )
     orders = sorted(vault.documents.values(), key=lambda o: (o.number, o.id))
     by_id = {s.os_id: s for s in stale}
+    last_commit = {
+        str(entry.get("os")): str(entry.get("commit"))
+        for entry in ledger.entries(ledger.ledger_path(root, config.vault))
+    }
+    finder = DriftFinder(root, config)
+    drifts = {order.id: finder.drift(order, last_commit.get(order.id)) for order in orders}
     size = max(1, len(orders) // (workers * 8))
     jobs = [
         _Share(
             root,
             out,
             rows[-1].time if rows else None,
-            tuple((order, by_id.get(order.id)) for order in orders[start : start + size]),
+            tuple(
+                (order, by_id.get(order.id), drifts[order.id])
+                for order in orders[start : start + size]
+            ),
         )
         for start in range(0, len(orders), size)
     ]
@@ -208,8 +220,9 @@ def _build_and_write(
     written: list[str] = []
     results = shares if shares is not None else map(_write_share, jobs)
     for share, done in zip(jobs, results, strict=True):
-        for (order, order_stale), (records, names) in zip(share.orders, done, strict=True):
-            views.append(OrderView(order, _state(records, order_stale), records, order_stale))
+        for (order, order_stale, drift), (records, names) in zip(share.orders, done, strict=True):
+            state = _state(records, order_stale)
+            views.append(OrderView(order, state, records, order_stale, drift=drift))
             written.extend(names)
     site = Site(
         root=root,
@@ -230,18 +243,18 @@ class _Share:
     root: Path
     out: Path
     last_entry: datetime | None  # shown in every page's footer
-    orders: tuple[tuple[WorkOrder, Staleness | None], ...]
+    orders: tuple[tuple[WorkOrder, Staleness | None, Drift | None], ...]
 
 
 def _write_share(share: _Share) -> list[tuple[tuple[RecordSummary, ...], list[str]]]:
     """Read each OS's records and write its pages; its records (without their JSON documents,
     so memory stays flat however large the vault) and the files written, for each OS."""
     done = []
-    for order, stale in share.orders:
+    for order, stale, drift in share.orders:
         found = all_records(share.root, PurePosixPath(order.path.as_posix()), order.id)
         records = [record for record in found if record.vouched]
         outside = tuple(record.twin.as_posix() for record in found if not record.vouched)
-        view = OrderView(order, _state(records, stale), tuple(records), stale, outside)
+        view = OrderView(order, _state(records, stale), tuple(records), stale, outside, drift)
         names = _write_all(share.out, _order_pages(share.root, share.last_entry, view))
         done.append((tuple(replace(record, document={}) for record in records), names))
     return done
