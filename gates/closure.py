@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from gates import attestation
 from gates.checks import GateResult
 from gates.model import WorkOrder
+from gates.mutation import MutationRun
 from gates.verdict import Decision, Evaluation
 
 SCHEMA = "aurora-gates/closure/v2"
@@ -31,7 +32,7 @@ RECORDS_DIR = "fechamentos"
 
 # Facts that change from one run to the next without changing the verdict: a re-run at the
 # same commit with the same facts keeps the record it already has.
-_VOLATILE = {"certified_at", "duration_s", "log", "record", "evidence"}
+_VOLATILE = {"certified_at", "duration_s", "log", "record", "evidence", "elapsed_s"}
 
 _environment = Environment(
     loader=PackageLoader("gates", "templates"),
@@ -161,9 +162,12 @@ def to_json(closure: Closure) -> dict[str, Any]:
                     }
                     for p in result.proofs
                 ],
+                "mutation": result.mutation.as_json() if result.mutation else None,
+                "note": result.note,
             }
             for result in closure.evaluation.criteria
         ],
+        "mutation": _mutation_json(closure.evaluation.mutation),
         "gates": [_gate_json(gate) for gate in closure.evaluation.gates],
         "scenarios": [
             {
@@ -189,6 +193,15 @@ def to_json(closure: Closure) -> dict[str, Any]:
         },
         "tool_versions": closure.tool_versions,
     }
+
+
+def _mutation_json(run: MutationRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    document = run.as_json()
+    if run.evidence is not None:
+        document["evidence"] = dict(run.evidence)
+    return document
 
 
 def _gate_json(gate: GateResult) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from gates.model import (
     Criterion,
     Deliverable,
     DocumentError,
+    MutationPolicy,
     ParsedDocument,
     Problem,
     WorkOrder,
@@ -202,6 +203,7 @@ def _build(
         criteria=content.criteria,
         deliverables=content.deliverables,
         key_lines=meta.key_lines,
+        mutation=MutationPolicy(**fm.mutation.model_dump()) if fm.mutation else MutationPolicy(),
     )
     return order, []
 

@@ -70,11 +70,12 @@ def make_key(
 ) -> EvidenceKey:
     """The key of `gate` run on git tree `tree`; `names` are the variables of `environment`
     (the gates' own environment) that count."""
-    values = tuple((name, _digest(environment.get(name))) for name in sorted(names))
+    values = tuple((name, value_digest(environment.get(name))) for name in sorted(names))
     return EvidenceKey(tree, gate, commands, config, tuple(sorted(tools.items())), values)
 
 
-def _digest(value: str | None) -> str:
+def value_digest(value: str | None) -> str:
+    """The sha256 of an environment variable's value ("" when unset): what a key holds of it."""
     return "" if value is None else hashlib.sha256(value.encode()).hexdigest()
 
 

@@ -10,7 +10,14 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gates import paths
@@ -37,6 +44,7 @@ EXAMPLES: Final = {
     "endpoint": "endpoint: POST /ingest/message",
     "gates": "gates: [lint, types, tests]",
     "features": "features: [features/os_004_genesis.feature]",
+    "mutation": "mutation: {mutants: 12, seconds: 180, threshold: 0.5}",
 }
 _EXPECTED: Final = {
     "number": "an integer",
@@ -44,6 +52,7 @@ _EXPECTED: Final = {
     "date": "a date written YYYY-MM-DD",
     "gates": "a list of gate names",
     "features": "a list of .feature paths",
+    "mutation": "a mapping with mutants (0 to 1000), seconds (> 0) and threshold (0 to 1)",
 }
 _STATUSES: Final = ", ".join(status.value for status in WorkOrderStatus)
 
@@ -108,6 +117,16 @@ GateName = Annotated[str, AfterValidator(_gate_name)]
 FeaturePath = Annotated[str, AfterValidator(_feature_path)]
 
 
+class MutationSettings(BaseModel):
+    """`mutation:` in the front matter (see `gates.model.MutationPolicy`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    mutants: int = Field(default=12, ge=0, le=1000)
+    seconds: float = Field(default=180.0, gt=0, le=7200)
+    threshold: float = Field(default=0.0, ge=0, le=1)
+
+
 class FrontMatter(BaseModel):
     """The front matter keys of an OS spec, validated; unknown keys are refused."""
 
@@ -127,6 +146,7 @@ class FrontMatter(BaseModel):
     endpoint: str | None = None
     gates: list[GateName]
     features: list[FeaturePath]
+    mutation: MutationSettings | None = None
 
     @field_validator("id")
     @classmethod

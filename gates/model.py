@@ -145,6 +145,21 @@ class Body:
 
 
 @dataclass(frozen=True, slots=True)
+class MutationPolicy:
+    """The front matter's `mutation:` (all optional): at most `mutants` mutants per OS
+    (0 turns mutation testing off), a fresh run bounded to `seconds`, and the `threshold`
+    (0 to 1) under which a criterion's mutation score makes it NÃO VERIFICADO (at 0, only a
+    criterion whose scenarios killed none of their mutants is)."""
+
+    mutants: int = 12
+    seconds: float = 180.0
+    threshold: float = 0.0
+
+    def as_json(self) -> dict[str, float | int]:
+        return {"mutants": self.mutants, "seconds": self.seconds, "threshold": self.threshold}
+
+
+@dataclass(frozen=True, slots=True)
 class WorkOrder:
     """A valid OS spec.
 
@@ -172,6 +187,7 @@ class WorkOrder:
     criteria: tuple[Criterion, ...]
     deliverables: tuple[Deliverable, ...]
     key_lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
+    mutation: MutationPolicy = field(default_factory=MutationPolicy)
 
     @property
     def short_id(self) -> str:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.status import Status as Spinner
 
 from gates.checks import GateResult
+from gates.mutation import MutationRun
 from gates.runner import CertifyResult
 
 
@@ -34,6 +35,9 @@ class PlainProgress:
             f"gate {result.name}: {result.status.value} in {result.duration_s:.1f} s{detail}"
             f"{reused(result)}"
         )
+
+    def mutation_finished(self, run: MutationRun) -> None:
+        self._say(mutation_line(run))
 
     def decided(self, result: CertifyResult) -> None:
         record = f" — {result.record} ({result.written})" if result.record else ""
@@ -67,6 +71,12 @@ class RichProgress(PlainProgress):
             markup=True,
         )
 
+    def mutation_finished(self, run: MutationRun) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        self.console.print(mutation_line(run), highlight=False, markup=False)
+
     def decided(self, result: CertifyResult) -> None:
         style = "green" if result.concluded else "red"
         record = f" — {escape(str(result.record))} ({result.written})" if result.record else ""
@@ -77,6 +87,25 @@ class RichProgress(PlainProgress):
         )
         for reason in result.evaluation.reasons:
             self.console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+def mutation_line(run: MutationRun) -> str:
+    """`mutation OS-…-005: 9 of 12 mutants run in 170.2 s; killed: AC-01 3/4, AC-02 0/2 …`."""
+    kept = run.evidence or {}
+    head = f"mutation {run.os_id}: "
+    if kept.get("reused"):
+        commit = str(kept.get("commit"))[:12]
+        head += f"reused (produced at {kept.get('produced_at')}, commit {commit}); "
+    if run.note and not run.tested:
+        return head + run.note
+    scores = ", ".join(
+        f"{cid} {score.killed}/{score.tested}"
+        for cid, score in sorted(run.criteria.items())
+        if score.tested
+    )
+    tail = f" ({run.note})" if run.note else ""
+    ran = f"{run.tested} of {run.sampled} mutants run in {run.elapsed_s:.1f} s{tail}"
+    return f"{head}{ran}; killed: {scores}"
 
 
 def reused(result: GateResult) -> str:

@@ -30,10 +30,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+    parser.addoption(
+        "--gates-contexts",
+        action="store_true",
+        default=False,
+        help="under coverage.py, measure each test in a context named by its node id",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     target = config.getoption("--gates-results")
     if target:
         config.pluginmanager.register(ScenarioRecorder(Path(target)), "gates-scenario-recorder")
+    if config.getoption("--gates-contexts"):
+        config.pluginmanager.register(CoverageContexts(), "gates-coverage-contexts")
+
+
+class CoverageContexts:
+    """Switches coverage.py's context to each test's node id while it runs (coverage's own
+    `test_function` context cannot see pytest-bdd's scenarios, whose functions it generates)."""
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._switch(item.nodeid)
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        self._switch(item.nodeid)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self._switch("")
+
+    @staticmethod
+    def _switch(context: str) -> None:
+        try:
+            from coverage import Coverage
+        except ImportError:
+            return
+        current = Coverage.current()
+        if current is not None:
+            current.switch_context(context)
 
 
 class ScenarioRecorder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ from gates.features import FeatureProblem, ScenarioSpec, read_feature
 from gates.git import Checkout, commit_tree, exists_at_commit, read_checkout
 from gates.integrity import FILE_KEYS
 from gates.model import WorkOrder
+from gates.mutation import MutationRun, MutationTester, criterion_tests, mutation_key
 from gates.records import latest_record, records_of
 from gates.signing import Signer, dsse_envelope, signer_from_environment
 from gates.vault import load_vault
@@ -59,6 +61,7 @@ class Progress(Protocol):
 
     def gate_started(self, name: str) -> None: ...
     def gate_finished(self, result: GateResult) -> None: ...
+    def mutation_finished(self, run: MutationRun) -> None: ...
     def decided(self, result: CertifyResult) -> None: ...
 
 
@@ -67,6 +70,9 @@ class SilentProgress:
         pass
 
     def gate_finished(self, result: GateResult) -> None:
+        pass
+
+    def mutation_finished(self, run: MutationRun) -> None:
         pass
 
     def decided(self, result: CertifyResult) -> None:
@@ -152,10 +158,28 @@ def certify(
         )
         gates = runner.run(needed)
         acceptance = gates.pop("__acceptance__", None)
+        mutations = {
+            order.id: _mutation(
+                root, tree, config, order, features, acceptance, runner, checkout.commit
+            )
+            for order in orders
+        }
         now = now or datetime.now(UTC)
         tools = runner.tools
         closures = [
-            _closure(root, tree, config, order, checkout, features, gates, acceptance, tools, now)
+            _closure(
+                root,
+                tree,
+                config,
+                order,
+                checkout,
+                features,
+                gates,
+                acceptance,
+                tools,
+                now,
+                mutations[order.id],
+            )
             for order in orders
         ]
     results = []
@@ -438,6 +462,87 @@ def _from_suite(name: str, paths: tuple[PurePosixPath, ...], suite: PytestRun) -
     )
 
 
+def _mutation(
+    root: Path,
+    tree: Path,
+    config: GatesConfig,
+    order: WorkOrder,
+    features: dict[str, list[ScenarioSpec] | FeatureProblem],
+    acceptance: GateResult | AcceptanceRun | None,
+    runner: GateRunner,
+    commit: str,
+) -> MutationRun | None:
+    """The OS's mutation evidence: kept for the same content (in the git directory, or in a
+    record the ledger vouches for), else run now in `tree`; `None` when its scenarios did not
+    run (there is nothing to measure)."""
+    if not isinstance(acceptance, AcceptanceRun) or not acceptance.completed:
+        return None
+    scenarios, _ = scenarios_of(order, features)
+    names = config.environment
+    key = mutation_key(
+        tree,
+        order,
+        hash_files(tree, config.steps),
+        config.fingerprint(),
+        runner.tools,
+        {name: evidence.value_digest(runner.env.get(name)) for name in names},
+    )
+    kept = None if runner.fresh else _kept_mutation(root, order, key)
+    if kept is not None:
+        runner.progress.mutation_finished(kept)
+        return kept
+    runner.progress.gate_started(f"mutation {order.short_id}")
+    tests = criterion_tests(order, scenarios, acceptance)
+    run = MutationTester(tree, order, tests, runner.env, key=key, seed=f"{commit}:{order.id}").run()
+    where = evidence.evidence_dir(root) / f"mutation-{key}.json"
+    document = {**run.as_json(), "produced_at": _now_iso(), "commit": commit}
+    with contextlib.suppress(OSError):
+        write_atomically(where, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+    run = replace(run, evidence={"reused": False, "produced_at": document["produced_at"]})
+    runner.progress.mutation_finished(run)
+    return run
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _kept_mutation(root: Path, order: WorkOrder, key: str) -> MutationRun | None:
+    """Mutation results for `key`: kept in the git directory, or in a record of the OS that the
+    ledger vouches for (a fresh clone has the records, not the git directory's evidence)."""
+    where = evidence.evidence_dir(root) / f"mutation-{key}.json"
+    try:
+        data = where.read_bytes()
+        document = json.loads(data)
+    except (OSError, ValueError):
+        document = None
+    if isinstance(document, dict) and document.get("key") == key:
+        run = MutationRun.from_json(document)
+        if run is not None:
+            described = {
+                "reused": True,
+                "produced_at": str(document.get("produced_at", "")),
+                "commit": str(document.get("commit", "")),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "from": "evidence",
+            }
+            return replace(run, evidence=described)
+    for record in reversed(records_of(root, PurePosixPath(order.path.as_posix()), order.id)):
+        kept = record.document.get("mutation")
+        if isinstance(kept, dict) and kept.get("key") == key:
+            run = MutationRun.from_json(kept)
+            if run is not None:
+                described = {
+                    "reused": True,
+                    "produced_at": str((kept.get("evidence") or {}).get("produced_at", "")),
+                    "commit": record.commit,
+                    "record": record.markdown.as_posix(),
+                    "from": "record",
+                }
+                return replace(run, evidence=described)
+    return None
+
+
 def _closure(
     root: Path,
     tree: Path,
@@ -449,6 +554,7 @@ def _closure(
     acceptance: GateResult | AcceptanceRun | None,
     tools: dict[str, str],
     now: datetime,
+    mutation: MutationRun | None = None,
 ) -> Closure:
     """Decide one OS from the shared gate results (its inputs read in `tree`, the commit's
     clean checkout; its earlier records and the working tree's state in `root`)."""
@@ -465,6 +571,7 @@ def _closure(
         acceptance if isinstance(acceptance, AcceptanceRun) else None,
         gates,
         dirty=dirty,
+        mutation=mutation,
     )
     decision, flipped, since = _decide(root, order, evaluation, checkout.commit)
     return Closure(

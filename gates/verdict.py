@@ -1,20 +1,23 @@
 """Deciding an OS: each criterion from what proves it, then the OS from its criteria and gates.
 
 A criterion PASSES only when something proves it and everything that proves it passed; one
-that nothing proves is NÃO VERIFICADO and fails the OS. The executor's tick is shown beside
-the verdict and flagged when the gates contradict it; it never decides anything.
+that nothing proves is NÃO VERIFICADO and fails the OS, and so is one whose scenarios killed
+none of the mutants run against them (`gates.mutation`): a proof without effect. The
+executor's tick is shown beside the verdict and flagged when the gates contradict it; it never
+decides anything.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gates.acceptance import AcceptanceRun, Outcome, ScenarioResult
 from gates.checks import GateResult, Status
 from gates.features import CRITERION_TAG, OS_TAG, FeatureProblem, ScenarioSpec
 from gates.model import Criterion, WorkOrder
+from gates.mutation import CriterionScore, MutationRun
 
 
 class CriterionVerdict(StrEnum):
@@ -49,6 +52,10 @@ class CriterionResult:
     criterion: Criterion
     verdict: CriterionVerdict
     proofs: tuple[Proof, ...]
+    mutation: CriterionScore | None = None
+    """How many of the mutants run against its scenarios they killed (`gates.mutation`)."""
+    note: str = ""
+    """Why it is NÃO VERIFICADO when something proves it (a proof without effect)."""
 
     @property
     def claim_contradicted(self) -> bool:
@@ -70,6 +77,7 @@ class Evaluation:
     errors: tuple[str, ...]
     warnings: tuple[str, ...]
     reasons: tuple[str, ...]
+    mutation: MutationRun | None = None
 
     @property
     def concluded(self) -> bool:
@@ -99,6 +107,7 @@ def evaluate(
     gates: dict[str, GateResult],
     *,
     dirty: tuple[str, ...],
+    mutation: MutationRun | None = None,
 ) -> Evaluation:
     """Decide every criterion of `order` and the OS itself.
 
@@ -138,7 +147,13 @@ def evaluate(
             order, gates["acceptance"], results, errors, completed=completed
         )
     criteria = tuple(
-        _decide(criterion, [by_spec[s] for s in own if criterion.id in s.criteria], per_os_gates)
+        _with_mutation(
+            _decide(
+                criterion, [by_spec[s] for s in own if criterion.id in s.criteria], per_os_gates
+            ),
+            mutation,
+            order.mutation.threshold,
+        )
         for criterion in order.criteria
     )
     ordered_gates = tuple(
@@ -152,7 +167,35 @@ def evaluate(
             if r.outcome is not Outcome.PASSED and not r.spec.criteria
         )
     reasons = _reasons(criteria, ordered_gates, errors)
-    return Evaluation(criteria, results, ordered_gates, tuple(errors), tuple(warnings), reasons)
+    return Evaluation(
+        criteria, results, ordered_gates, tuple(errors), tuple(warnings), reasons, mutation
+    )
+
+
+def _with_mutation(
+    result: CriterionResult, mutation: MutationRun | None, threshold: float
+) -> CriterionResult:
+    """A passing criterion whose scenarios killed none of the mutants run against them proves
+    nothing (NÃO VERIFICADO, "prova sem efeito"); nor does one scoring under the threshold."""
+    score = mutation.score_of(result.criterion.id) if mutation is not None else None
+    if score is None:
+        return result
+    result = replace(result, mutation=score)
+    if result.verdict is not CriterionVerdict.PASS or not score.tested:
+        return result
+    if score.killed == 0:
+        note = (
+            f"prova sem efeito: os cenários passaram com cada um dos {score.tested} mutantes do "
+            "código que executam (nenhum foi morto)"
+        )
+    elif threshold and score.killed / score.tested < threshold:
+        note = (
+            f"pontuação de mutação {score.killed}/{score.tested} "
+            f"({score.killed / score.tested:.0%}) abaixo do limiar {threshold:.0%} da OS"
+        )
+    else:
+        return result
+    return replace(result, verdict=CriterionVerdict.UNVERIFIED, note=note)
 
 
 # Tags that look like a criterion's or an OS's but are not well formed (@AC-1, @ac-01, @AC01,
@@ -258,7 +301,8 @@ def _reasons(
             reasons.append(f"gate {gate.name} FAIL: {gate.detail or 'falhou'}")
     for result in criteria:
         if result.verdict is CriterionVerdict.UNVERIFIED:
-            reasons.append(f"{result.criterion.id} NÃO VERIFICADO: nada prova este critério")
+            why = result.note or "nada prova este critério"
+            reasons.append(f"{result.criterion.id} NÃO VERIFICADO: {why}")
         elif result.verdict is CriterionVerdict.FAIL:
             failed = [p for p in result.proofs if not p.passed]
             what = "; ".join(f"{p.kind} {p.name}: {p.message or p.status}" for p in failed)

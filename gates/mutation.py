@@ -1,0 +1,484 @@
+"""Evidence strength per criterion: mutation testing of an OS's deliverables.
+
+A scenario that passes proves its criterion only if it would fail were the code wrong. For each
+OS, this mutates the Python files it lists as deliverables (one small change at a time: `<` for
+`<=`, `and` for `or`, a constant changed, a loop that never runs …) and runs, against each
+mutant, the scenarios of the criteria whose code the mutant touches. A mutant is *killed* for a
+criterion when one of that criterion's scenarios fails (or the run times out, or crashes).
+
+The mutation operators are cosmic-ray's (`cosmic_ray.plugins`, `cosmic_ray.mutating`), used as
+a library: cosmic-ray applies one mutation to a source file by (operator, occurrence), which is
+what a run against a chosen set of scenarios needs; mutmut 3 instead compiles every mutant into
+the module at once and drives the whole suite itself. Which lines a scenario executes comes from
+coverage.py, one context per test (`gates.pytest_plugin --gates-contexts`).
+
+The mutants are a deterministic sample, seeded by the commit and the OS: up to `mutants` of them,
+drawn in turn for each criterion among the mutation points on lines its scenarios execute, and
+run within `seconds` (the front matter's `mutation:`; `mutants: 0` turns it off). A criterion
+whose scenarios killed none of the mutants they ran against proves nothing (NÃO VERIFICADO,
+"prova sem efeito"); with `threshold`, a score below it does the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gates.acceptance import AcceptanceRun, Outcome, read_results
+from gates.features import ScenarioSpec
+from gates.model import MutationPolicy, WorkOrder
+
+TOOL = "cosmic-ray"
+SCHEMA = "aurora-gates/mutation/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Mutant:
+    """One mutation: cosmic-ray's `operator` applied at its `occurrence` in `path`."""
+
+    path: str
+    line: int
+    operator: str
+    occurrence: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}:{self.line} {self.operator.removeprefix('core/')}#{self.occurrence}"
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionScore:
+    """How many of the mutants run against a criterion's scenarios they killed."""
+
+    criterion: str
+    tested: int = 0
+    killed: int = 0
+    survived: tuple[str, ...] = ()
+
+    @property
+    def score(self) -> float | None:
+        return None if self.tested == 0 else self.killed / self.tested
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tested": self.tested,
+            "killed": self.killed,
+            "score": None if self.score is None else round(self.score, 3),
+            "survived": list(self.survived),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MutationRun:
+    """The mutation evidence of one OS: the sample, what each criterion killed, and the note
+    that says why nothing ran (no Python deliverable, turned off, no scenario ran …)."""
+
+    os_id: str
+    key: str
+    tool: str
+    seed: str
+    policy: MutationPolicy
+    candidates: int = 0
+    sampled: int = 0
+    tested: int = 0
+    elapsed_s: float = 0.0
+    criteria: Mapping[str, CriterionScore] = field(default_factory=dict)
+    note: str = ""
+    evidence: Mapping[str, Any] | None = None
+
+    def score_of(self, criterion: str) -> CriterionScore | None:
+        return self.criteria.get(criterion)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "os": self.os_id,
+            "key": self.key,
+            "tool": self.tool,
+            "seed": self.seed,
+            "policy": self.policy.as_json(),
+            "candidates": self.candidates,
+            "sampled": self.sampled,
+            "tested": self.tested,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "note": self.note,
+            "criteria": {cid: score.as_json() for cid, score in sorted(self.criteria.items())},
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> MutationRun | None:
+        """A run as `as_json` wrote it; `None` for anything else."""
+        try:
+            if document.get("schema") != SCHEMA:
+                return None
+            policy = document["policy"]
+            criteria = {
+                str(cid): CriterionScore(
+                    str(cid),
+                    int(score["tested"]),
+                    int(score["killed"]),
+                    tuple(str(s) for s in score["survived"]),
+                )
+                for cid, score in document["criteria"].items()
+            }
+            return cls(
+                os_id=str(document["os"]),
+                key=str(document["key"]),
+                tool=str(document["tool"]),
+                seed=str(document["seed"]),
+                policy=MutationPolicy(
+                    int(policy["mutants"]), float(policy["seconds"]), float(policy["threshold"])
+                ),
+                candidates=int(document["candidates"]),
+                sampled=int(document["sampled"]),
+                tested=int(document["tested"]),
+                elapsed_s=float(document["elapsed_s"]),
+                criteria=criteria,
+                note=str(document["note"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+def tool_version() -> str:
+    try:
+        return f"{TOOL} {metadata.version(TOOL)}"
+    except metadata.PackageNotFoundError:
+        return f"{TOOL} (não instalado)"
+
+
+def mutation_key(
+    tree: Path,
+    order: WorkOrder,
+    steps: Mapping[str, str],
+    config: str,
+    tools: Mapping[str, str],
+    environment: Mapping[str, str],
+) -> str:
+    """The sha256 of what mutation results depend on: the content of the OS's deliverables,
+    feature files and step modules, the gate configuration, the tools, the environment's
+    listed variables (their digests) and the OS's mutation settings."""
+
+    def digest(path: PurePosixPath) -> str:
+        file = tree / path
+        return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else ""
+
+    canonical = json.dumps(
+        {
+            "os": order.id,
+            "deliverables": {d.path.as_posix(): digest(d.path) for d in order.deliverables},
+            "features": {f.as_posix(): digest(f) for f in order.features},
+            "steps": dict(steps),
+            "config": config,
+            "tools": dict(tools),
+            "mutation_tool": tool_version(),
+            "environment": dict(environment),
+            "policy": order.mutation.as_json(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _function(nodeid: str) -> str:
+    """`tests/bdd/test_x.py::test_y[example]` → `tests/bdd/test_x.py::test_y`."""
+    return nodeid.split("[", 1)[0]
+
+
+def criterion_tests(
+    order: WorkOrder, scenarios: Sequence[ScenarioSpec], acceptance: AcceptanceRun
+) -> dict[str, set[str]]:
+    """Each criterion's passing scenarios, as the pytest test functions that ran them."""
+    tests: dict[str, set[str]] = {criterion.id: set() for criterion in order.criteria}
+    for spec in scenarios:
+        if order.short_id not in spec.work_orders:
+            continue
+        if acceptance.result_of(spec).outcome is not Outcome.PASSED:
+            continue
+        runs = acceptance.runs.get((spec.feature.as_posix(), spec.line), [])
+        functions = {_function(str(run.get("nodeid", ""))) for run in runs}
+        for criterion in spec.criteria:
+            if criterion in tests:
+                tests[criterion].update(f for f in functions if f)
+    return tests
+
+
+def mutation_points(source: str) -> Iterator[tuple[str, int, int]]:
+    """Every (operator, occurrence, line) cosmic-ray can mutate in `source`, in the order its
+    `MutationVisitor` counts occurrences (one walk of the parso tree)."""
+    from cosmic_ray.ast import Visitor, get_ast
+    from cosmic_ray.plugins import get_operator, operator_names
+
+    operators = []
+    for name in sorted(operator_names()):
+        operator_class = get_operator(name)
+        if operator_class.arguments():  # needs settings of its own: not used here
+            continue
+        operators.append((name, operator_class()))
+    found: list[tuple[str, int, int]] = []
+    counts = dict.fromkeys((name for name, _ in operators), 0)
+
+    class Points(Visitor):  # type: ignore[misc]
+        def visit(self, node: Any) -> Any:
+            for name, operator in operators:
+                for (start, _), _ in operator.mutation_positions(node):
+                    found.append((name, counts[name], int(start)))
+                    counts[name] += 1
+            return node
+
+    Points().walk(get_ast(source))
+    return iter(found)
+
+
+def mutate(source: str, operator: str, occurrence: int) -> str | None:
+    """`source` with one mutation applied; `None` when the operator does not apply there."""
+    from cosmic_ray.mutating import mutate_code
+    from cosmic_ray.plugins import get_operator
+
+    mutated = mutate_code(source, get_operator(operator)(), occurrence)
+    return None if mutated is None or mutated == source else str(mutated)
+
+
+def sample(
+    candidates: Mapping[str, list[Mutant]], limit: int, seed: str
+) -> list[tuple[Mutant, set[str]]]:
+    """Up to `limit` distinct mutants, drawn in turn for each criterion among the mutants on its
+    covered lines (`candidates`: criterion → mutants), with `random.Random(seed)`. Each comes
+    with every criterion whose covered lines hold it."""
+    rng = random.Random(seed)
+    pools = {cid: sorted(ms, key=lambda m: m.id) for cid, ms in sorted(candidates.items()) if ms}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    chosen: dict[Mutant, set[str]] = {}
+    while len(chosen) < limit and any(pools.values()):
+        for pool in pools.values():
+            while pool and pool[-1] in chosen:
+                pool.pop()
+            if pool and len(chosen) < limit:
+                chosen[pool.pop()] = set()
+    for cid, mutants in candidates.items():
+        for mutant in mutants:
+            if mutant in chosen:
+                chosen[mutant].add(cid)
+    return list(chosen.items())
+
+
+class MutationTester:
+    """Runs the mutation evidence of one OS in `tree` (a clean checkout: its files are mutated
+    in place, one at a time, and always restored)."""
+
+    def __init__(
+        self,
+        tree: Path,
+        order: WorkOrder,
+        tests: Mapping[str, set[str]],
+        env: Mapping[str, str],
+        *,
+        key: str,
+        seed: str,
+    ) -> None:
+        self.tree, self.order, self.tests, self.env = tree, order, tests, dict(env)
+        self.key, self.seed, self.policy = key, seed, order.mutation
+        self.started = time.monotonic()
+
+    def _result(self, **facts: Any) -> MutationRun:
+        return MutationRun(
+            os_id=self.order.id,
+            key=self.key,
+            tool=tool_version(),
+            seed=self.seed,
+            policy=self.policy,
+            elapsed_s=time.monotonic() - self.started,
+            **facts,
+        )
+
+    @property
+    def remaining(self) -> float:
+        return self.policy.seconds - (time.monotonic() - self.started)
+
+    def run(self) -> MutationRun:
+        if self.policy.mutants == 0:
+            return self._result(note="desligada na OS (mutation: mutants: 0)")
+        sources = [
+            d.path.as_posix()
+            for d in self.order.deliverables
+            if d.path.suffix == ".py" and (self.tree / d.path).is_file()
+        ]
+        if not sources:
+            return self._result(note="a OS não lista código Python entre os entregáveis")
+        functions = sorted(set().union(*self.tests.values())) if self.tests else []
+        if not functions:
+            return self._result(note="nenhum cenário da OS passou: não há o que medir")
+        points = {
+            path: list(mutation_points((self.tree / path).read_text(encoding="utf-8")))
+            for path in sources
+        }
+        if not any(points.values()):
+            return self._result(note="o código dos entregáveis não tem pontos de mutação")
+        covered = self._coverage([path for path in sources if points[path]], functions)
+        if covered is None:
+            return self._result(note="a medição de cobertura dos cenários não terminou")
+        candidates: dict[str, list[Mutant]] = {cid: [] for cid in self.tests}
+        total = 0
+        for path in sources:
+            lines = covered.get(path, {})
+            for operator, occurrence, line in points[path]:
+                users = {cid for cid, tests in self.tests.items() if tests & lines.get(line, set())}
+                if not users:
+                    continue
+                total += 1
+                mutant = Mutant(path, line, operator, occurrence)
+                for cid in users:
+                    candidates[cid].append(mutant)
+        chosen = sample(candidates, self.policy.mutants, self.seed)
+        tested: dict[str, list[tuple[str, bool]]] = {cid: [] for cid in self.tests}
+        ran = 0
+        for mutant, users in chosen:
+            if self.remaining <= 1:
+                break
+            killed_for = self._try(mutant, users)
+            if killed_for is None:
+                continue  # the operator did not apply: not a mutant
+            ran += 1
+            for cid in users:
+                tested[cid].append((mutant.id, cid in killed_for))
+        scores = {
+            cid: CriterionScore(
+                cid,
+                tested=len(outcomes),
+                killed=sum(killed for _, killed in outcomes),
+                survived=tuple(mid for mid, killed in outcomes if not killed),
+            )
+            for cid, outcomes in tested.items()
+        }
+        note = "" if ran == len(chosen) else f"tempo esgotado: {ran} de {len(chosen)} executados"
+        return self._result(
+            candidates=total, sampled=len(chosen), tested=ran, criteria=scores, note=note
+        )
+
+    def _coverage(
+        self, sources: list[str], functions: list[str]
+    ) -> dict[str, dict[int, set[str]]] | None:
+        """For each deliverable, line → the test functions (of `functions`) that executed it."""
+        with tempfile.TemporaryDirectory(prefix="gates-mutation-") as scratch:
+            data_file = Path(scratch) / "coverage.db"
+            rc = Path(scratch) / "coveragerc"
+            include = "\n    ".join(str(self.tree / s) for s in sources)
+            rc.write_text(
+                f"[run]\ndata_file = {data_file}\n"
+                f"include =\n    {include}\n",
+                encoding="utf-8",
+            )
+            command = [
+                sys.executable,
+                "-m",
+                "coverage",
+                "run",
+                f"--rcfile={rc}",
+                "-m",
+                "pytest",
+                *functions,
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "-p",
+                "gates.pytest_plugin",
+                "--gates-contexts",
+            ]
+            code = _run(command, self.tree, self.env, max(self.remaining, 1.0))
+            if code not in (0, 1) or not data_file.exists():
+                return None
+            from coverage import CoverageData
+
+            data = CoverageData(basename=str(data_file))
+            data.read()
+            wanted = set(functions)
+            covered: dict[str, dict[int, set[str]]] = {}
+            for measured in data.measured_files():
+                try:
+                    relative = Path(measured).resolve().relative_to(self.tree.resolve())
+                except ValueError:
+                    continue
+                lines: dict[int, set[str]] = {}
+                for line, contexts in (data.contexts_by_lineno(measured) or {}).items():
+                    names = {_function(c) for c in contexts if c} & wanted
+                    if names:
+                        lines[int(line)] = names
+                covered[relative.as_posix()] = lines
+            return covered
+
+    def _try(self, mutant: Mutant, users: Iterable[str]) -> set[str] | None:
+        """Apply `mutant`, run the scenarios of `users`, restore; the criteria it killed for,
+        or `None` when the operator does not apply."""
+        target = self.tree / mutant.path
+        original = target.read_bytes()
+        mutated = mutate(original.decode("utf-8"), mutant.operator, mutant.occurrence)
+        if mutated is None:
+            return None
+        functions = sorted(set().union(*(self.tests[cid] for cid in users)))
+        stat = target.stat()
+        try:
+            target.write_text(mutated, encoding="utf-8")
+            # a new mtime, so that no cached bytecode of the original is used
+            os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+            with tempfile.TemporaryDirectory(prefix="gates-mutant-") as scratch:
+                report = Path(scratch) / "results.json"
+                command = [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    *functions,
+                    "-p",
+                    "no:cacheprovider",
+                    "-q",
+                    "-p",
+                    "gates.pytest_plugin",
+                    f"--gates-results={report}",
+                ]
+                code = _run(command, self.tree, self.env, max(min(self.remaining, 120.0), 1.0))
+                read = read_results(report, self.tree) if code in (0, 1) else None
+        finally:
+            target.write_bytes(original)
+            os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+        if read is None:  # timed out, crashed, or could not even collect: killed
+            return set(users)
+        _, tests = read
+        failed = {
+            _function(str(t.get("nodeid", ""))) for t in tests if t.get("outcome") == "failed"
+        }
+        return {cid for cid in users if self.tests[cid] & failed}
+
+
+def _run(command: list[str], cwd: Path, env: Mapping[str, str], timeout: float) -> int | None:
+    """Run `command` quietly in its own process group; its exit code, `None` after `timeout`
+    seconds (the whole group is killed: servers a scenario started included)."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None

@@ -1,0 +1,202 @@
+"""Evidence that bites: a scenario that checks nothing does not prove its criterion.
+
+The small repository's deliverable is a fee function. One scenario checks the fee it computes;
+another calls the function and asserts nothing. Mutants of the function (cosmic-ray's operators)
+are killed by the first and survive the second, whose criterion is then NÃO VERIFICADO.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gates.model import Criterion, MutationPolicy
+from gates.mutation import CriterionScore, Mutant, MutationRun, mutate, mutation_points, sample
+from gates.runner import certify
+from gates.verdict import CriterionResult, CriterionVerdict, Decision, Proof, _with_mutation
+from tests.gates.certify_project import SPEC, Project, make_project, spec
+
+APP = """\
+def fee(amount: int) -> int:
+    \"\"\"The fee of an amount: doubled above 100, plus one otherwise.\"\"\"
+    if amount > 100:
+        return amount * 2
+    return amount + 1
+"""
+
+FEATURE = """\
+# language: pt
+@OS-001
+Funcionalidade: Taxas
+
+  @AC-01
+  Cenário: A taxa de um valor alto é o dobro
+    Dado o valor 150
+    Então a taxa é 300
+
+  @AC-03
+  Cenário: A taxa de um valor baixo existe
+    Dado o valor 7
+    Então a taxa é calculada
+"""
+
+STEPS = """\
+from pytest_bdd import given, parsers, scenarios, then
+
+from src.app import fee
+
+scenarios("demo.feature")
+
+
+@given(parsers.parse("o valor {amount:d}"), target_fixture="amount")
+def amount(amount: int) -> int:
+    return amount
+
+
+@then(parsers.parse("a taxa é {expected:d}"))
+def checked(amount: int, expected: int) -> None:
+    assert fee(amount) == expected
+
+
+@then("a taxa é calculada")
+def vacuous(amount: int) -> None:
+    try:
+        fee(amount)
+    except Exception:
+        pass
+"""
+
+AC_03 = "- [x] **AC-03** A taxa de um valor baixo existe"
+
+
+def with_mutation(project: Project, settings: str) -> None:
+    """The spec with `mutation: SETTINGS` in its front matter."""
+    text = spec(AC_03).replace("gates: [", f"mutation: {settings}\ngates: [", 1)
+    project.write(SPEC, text)
+    project.commit(f"mutation: {settings}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    project = make_project(tmp_path / "demo")
+    project.write("src/app.py", APP)
+    project.write("features/demo.feature", FEATURE)
+    project.write("tests/bdd/test_demo.py", STEPS)
+    project.commit("a fee, a real scenario and a vacuous one")
+    with_mutation(project, "{mutants: 6}")  # 6 is enough here, and quick
+    return project
+
+
+def test_a_scenario_that_asserts_nothing_proves_nothing(project: Project) -> None:
+    (result,) = certify(project.root, check=True)
+    verdicts = {c.criterion.id: c for c in result.evaluation.criteria}
+    real, vacuous = verdicts["AC-01"], verdicts["AC-03"]
+    assert real.verdict is CriterionVerdict.PASS
+    assert real.mutation is not None
+    assert real.mutation.killed > 0
+    assert vacuous.verdict is CriterionVerdict.UNVERIFIED
+    assert vacuous.mutation is not None
+    assert vacuous.mutation.tested > 0
+    assert vacuous.mutation.killed == 0
+    assert "prova sem efeito" in vacuous.note
+    assert result.decision is Decision.FAILED
+    assert any("AC-03 NÃO VERIFICADO: prova sem efeito" in r for r in result.evaluation.reasons)
+
+
+def test_the_figure_is_in_the_record_and_its_twin(project: Project) -> None:
+    (result,) = certify(project.root)
+    assert result.record is not None
+    record = (project.root / result.record).read_text(encoding="utf-8")
+    twin = json.loads((project.root / result.record.with_suffix(".json")).read_text())
+    assert twin["mutation"]["tool"].startswith("cosmic-ray ")
+    criteria = {c["id"]: c for c in twin["criteria"]}
+    assert criteria["AC-01"]["mutation"]["killed"] > 0
+    assert criteria["AC-03"]["mutation"]["killed"] == 0
+    assert "### Mutação (força das evidências)" in record
+    assert "mutantes mortos" in record
+    assert "prova sem efeito" in record
+
+
+@pytest.mark.parametrize(
+    ("killed", "threshold", "verdict", "note"),
+    [
+        (0, 0.0, CriterionVerdict.UNVERIFIED, "prova sem efeito"),
+        (1, 0.0, CriterionVerdict.PASS, ""),
+        (2, 0.5, CriterionVerdict.PASS, ""),
+        (1, 0.5, CriterionVerdict.UNVERIFIED, "abaixo do limiar 50%"),
+    ],
+)
+def test_a_threshold_fails_a_low_score(
+    killed: int, threshold: float, verdict: CriterionVerdict, note: str
+) -> None:
+    criterion = Criterion("AC-01", "A taxa", claimed=True, gates=(), line=1)
+    passed = CriterionResult(
+        criterion, CriterionVerdict.PASS, (Proof("cenário", "f:1", "c", "passed"),)
+    )
+    score = CriterionScore("AC-01", tested=4, killed=killed)
+    run = MutationRun(
+        "OS", "key", "cosmic-ray", "seed", MutationPolicy(), criteria={"AC-01": score}
+    )
+    decided = _with_mutation(passed, run, threshold)
+    assert decided.verdict is verdict
+    assert note in decided.note
+    assert decided.mutation == score
+
+
+def test_mutation_can_be_turned_off_per_os(project: Project) -> None:
+    with_mutation(project, "{mutants: 0}")
+    (result,) = certify(project.root, check=True)
+    vacuous = next(c for c in result.evaluation.criteria if c.criterion.id == "AC-03")
+    assert vacuous.verdict is CriterionVerdict.PASS
+    assert result.evaluation.mutation is not None
+    assert "desligada" in result.evaluation.mutation.note
+
+
+def test_the_same_content_reuses_its_mutation_evidence_even_in_a_fresh_clone(
+    project: Project, tmp_path: Path
+) -> None:
+    (first,) = certify(project.root)
+    assert first.evaluation.mutation is not None
+    assert first.evaluation.mutation.tested > 0
+    project.commit("records")
+    (again,) = certify(project.root, check=True)
+    assert again.evaluation.mutation is not None
+    assert again.evaluation.mutation.evidence is not None
+    assert again.evaluation.mutation.evidence["reused"] is True
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project.root), str(clone)], check=True)
+    (cloned,) = certify(clone, check=True)
+    run = cloned.evaluation.mutation
+    assert run is not None
+    assert run.evidence is not None
+    assert run.evidence["from"] == "record"  # the clone has no kept evidence, only records
+    assert run.criteria == first.evaluation.mutation.criteria
+
+
+def test_the_sample_is_deterministic_and_shared_among_criteria() -> None:
+    mutants = {
+        "AC-01": [Mutant("a.py", line, "core/NumberReplacer", line) for line in range(1, 30)],
+        "AC-02": [Mutant("a.py", line, "core/NumberReplacer", line) for line in range(20, 40)],
+    }
+    first = sample(mutants, 10, "commit:OS")
+    assert first == sample(mutants, 10, "commit:OS")
+    assert first != sample(mutants, 10, "another commit:OS")
+    assert len(first) == 10
+    assert len({m for m, _ in first}) == 10
+    assert any(m.line < 20 for m, _ in first)
+    assert any(m.line >= 30 for m, _ in first)  # each criterion gets its turn
+    shared = [users for m, users in first if 20 <= m.line < 30]
+    assert all(users == {"AC-01", "AC-02"} for users in shared)
+
+
+def test_every_point_yields_a_mutant_that_differs() -> None:
+    points = list(mutation_points(APP))
+    assert points
+    for operator, occurrence, line in points:
+        mutated = mutate(APP, operator, occurrence)
+        assert mutated is not None
+        assert mutated != APP
+        assert 1 <= line <= APP.count("\n")
