@@ -379,8 +379,7 @@ class MutationTester:
             rc = Path(scratch) / "coveragerc"
             include = "\n    ".join(str(self.tree / s) for s in sources)
             rc.write_text(
-                f"[run]\ndata_file = {data_file}\n"
-                f"include =\n    {include}\n",
+                f"[run]\ndata_file = {data_file}\ninclude =\n    {include}\n",
                 encoding="utf-8",
             )
             command = [

@@ -29,7 +29,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write each scenario's outcome as JSON to FILE (used by `gates certify`)",
     )
 
-
     parser.addoption(
         "--gates-contexts",
         action="store_true",
