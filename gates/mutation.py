@@ -2,9 +2,10 @@
 
 A scenario that passes proves its criterion only if it would fail were the code wrong. For each
 OS, this mutates the Python files it lists as deliverables (one small change at a time: `<` for
-`<=`, `and` for `or`, a constant changed, a loop that never runs …) and runs, against each
-mutant, the scenarios of the criteria whose code the mutant touches. A mutant is *killed* for a
-criterion when one of that criterion's scenarios fails (or the run times out, or crashes).
+`<=`, `and` for `or`, a constant changed, a loop that never runs …; never inside a type
+annotation) and runs, against each mutant, the scenarios of the criterion it was drawn for,
+until one fails. The mutant is *killed* when one fails (or the run crashes, or takes over three
+times its usual time).
 
 The mutation operators are cosmic-ray's (`cosmic_ray.plugins`, `cosmic_ray.mutating`), used as
 a library: cosmic-ray applies one mutation to a source file by (operator, occurrence), which is
@@ -13,14 +14,17 @@ the module at once and drives the whole suite itself. Which lines a scenario exe
 coverage.py, one context per test (`gates.pytest_plugin --gates-contexts`).
 
 The mutants are a deterministic sample, seeded by the commit and the OS: up to `mutants` of them,
-drawn in turn for each criterion among the mutation points on lines its scenarios execute, and
-run within `seconds` (the front matter's `mutation:`; `mutants: 0` turns it off). A criterion
-whose scenarios killed none of the mutants they ran against proves nothing (NÃO VERIFICADO,
-"prova sem efeito"); with `threshold`, a score below it does the same.
+drawn in turn for each criterion among the mutation points on lines its scenarios execute (in
+the test's body, not its fixtures), over distinct lines first, and run within `seconds` (the
+front matter's `mutation:`; `mutants: 0` turns it off). A criterion whose scenarios killed none
+of the mutants they ran against proves nothing (NÃO VERIFICADO, "prova sem efeito"); with
+`threshold`, a score below it does the same.
 """
 
 from __future__ import annotations
 
+import ast
+import collections
 import contextlib
 import hashlib
 import json
@@ -217,9 +221,33 @@ def criterion_tests(
     return tests
 
 
+def _annotations(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The (start, end) positions of every type annotation in `source`: a mutant there changes
+    nothing at run time (annotations are not evaluated under `from __future__ import
+    annotations`), so it would only ever survive."""
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            annotations.append(node.returns)
+            arguments = node.args
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+            every += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+            annotations.extend(argument.annotation for argument in every)
+        for annotation in annotations:
+            if annotation is not None and annotation.end_lineno is not None:
+                start = (annotation.lineno, annotation.col_offset)
+                end = (annotation.end_lineno, annotation.end_col_offset or 0)
+                spans.append((start, end))
+    return spans
+
+
 def mutation_points(source: str) -> Iterator[tuple[str, int, int]]:
     """Every (operator, occurrence, line) cosmic-ray can mutate in `source`, in the order its
-    `MutationVisitor` counts occurrences (one walk of the parso tree)."""
+    `MutationVisitor` counts occurrences (one walk of the parso tree), except those inside a
+    type annotation (still counted, so that occurrences keep cosmic-ray's numbering)."""
     from cosmic_ray.ast import Visitor, get_ast
     from cosmic_ray.plugins import get_operator, operator_names
 
@@ -231,12 +259,15 @@ def mutation_points(source: str) -> Iterator[tuple[str, int, int]]:
         operators.append((name, operator_class()))
     found: list[tuple[str, int, int]] = []
     counts = dict.fromkeys((name for name, _ in operators), 0)
+    spans = _annotations(source)
 
     class Points(Visitor):  # type: ignore[misc]
         def visit(self, node: Any) -> Any:
             for name, operator in operators:
-                for (start, _), _ in operator.mutation_positions(node):
-                    found.append((name, counts[name], int(start)))
+                for start, _ in operator.mutation_positions(node):
+                    position = (int(start[0]), int(start[1]))
+                    if not any(low <= position < high for low, high in spans):
+                        found.append((name, counts[name], position[0]))
                     counts[name] += 1
             return node
 
@@ -255,25 +286,32 @@ def mutate(source: str, operator: str, occurrence: int) -> str | None:
 
 def sample(
     candidates: Mapping[str, list[Mutant]], limit: int, seed: str
-) -> list[tuple[Mutant, set[str]]]:
-    """Up to `limit` distinct mutants, drawn in turn for each criterion among the mutants on its
-    covered lines (`candidates`: criterion → mutants), with `random.Random(seed)`. Each comes
-    with every criterion whose covered lines hold it."""
+) -> list[tuple[Mutant, str]]:
+    """Up to `limit` distinct mutants, drawn in turn for each criterion among the mutants on the
+    lines its scenarios execute (`candidates`: criterion → mutants), with `random.Random(seed)`;
+    each criterion's draws spread over distinct lines before a line is drawn twice. Each mutant
+    comes with the criterion it was drawn for, in the order drawn (every criterion has its
+    first mutant before any has its second)."""
     rng = random.Random(seed)
-    pools = {cid: sorted(ms, key=lambda m: m.id) for cid, ms in sorted(candidates.items()) if ms}
-    for pool in pools.values():
+    queues: dict[str, collections.deque[Mutant]] = {}
+    for cid, mutants in sorted(candidates.items()):
+        pool = sorted(mutants, key=lambda m: m.id)
         rng.shuffle(pool)
-    chosen: dict[Mutant, set[str]] = {}
-    while len(chosen) < limit and any(pools.values()):
-        for pool in pools.values():
-            while pool and pool[-1] in chosen:
-                pool.pop()
-            if pool and len(chosen) < limit:
-                chosen[pool.pop()] = set()
-    for cid, mutants in candidates.items():
-        for mutant in mutants:
-            if mutant in chosen:
-                chosen[mutant].add(cid)
+        seen: set[tuple[str, int]] = set()
+        first: list[Mutant] = []
+        again: list[Mutant] = []
+        for mutant in pool:
+            (again if (mutant.path, mutant.line) in seen else first).append(mutant)
+            seen.add((mutant.path, mutant.line))
+        if first:
+            queues[cid] = collections.deque(first + again)
+    chosen: dict[Mutant, str] = {}
+    while len(chosen) < limit and any(queues.values()):
+        for cid, queue in queues.items():
+            while queue and queue[0] in chosen:
+                queue.popleft()
+            if queue and len(chosen) < limit:
+                chosen[queue.popleft()] = cid
     return list(chosen.items())
 
 
@@ -294,6 +332,7 @@ class MutationTester:
         self.tree, self.order, self.tests, self.env = tree, order, tests, dict(env)
         self.key, self.seed, self.policy = key, seed, order.mutation
         self.started = time.monotonic()
+        self.durations: dict[str, float] = {}  # test function → seconds, under coverage
 
     def _result(self, **facts: Any) -> MutationRun:
         return MutationRun(
@@ -347,15 +386,14 @@ class MutationTester:
         chosen = sample(candidates, self.policy.mutants, self.seed)
         tested: dict[str, list[tuple[str, bool]]] = {cid: [] for cid in self.tests}
         ran = 0
-        for mutant, users in chosen:
+        for mutant, cid in chosen:
             if self.remaining <= 1:
                 break
-            killed_for = self._try(mutant, users)
-            if killed_for is None:
+            killed = self._try(mutant, self.tests[cid])
+            if killed is None:
                 continue  # the operator did not apply: not a mutant
             ran += 1
-            for cid in users:
-                tested[cid].append((mutant.id, cid in killed_for))
+            tested[cid].append((mutant.id, killed))
         scores = {
             cid: CriterionScore(
                 cid,
@@ -397,10 +435,16 @@ class MutationTester:
                 "-p",
                 "gates.pytest_plugin",
                 "--gates-contexts",
+                f"--gates-results={Path(scratch) / 'results.json'}",
             ]
             code = _run(command, self.tree, self.env, max(self.remaining, 1.0))
             if code not in (0, 1) or not data_file.exists():
                 return None
+            read = read_results(Path(scratch) / "results.json", self.tree)
+            for test in read[1] if read else []:
+                name = _function(str(test.get("nodeid", "")))
+                seconds = float(test.get("duration_s", 0.0))
+                self.durations[name] = self.durations.get(name, 0.0) + seconds
             from coverage import CoverageData
 
             data = CoverageData(basename=str(data_file))
@@ -420,46 +464,29 @@ class MutationTester:
                 covered[relative.as_posix()] = lines
             return covered
 
-    def _try(self, mutant: Mutant, users: Iterable[str]) -> set[str] | None:
-        """Apply `mutant`, run the scenarios of `users`, restore; the criteria it killed for,
-        or `None` when the operator does not apply."""
+    def _try(self, mutant: Mutant, functions: Iterable[str]) -> bool | None:
+        """Apply `mutant`, run `functions` (one criterion's scenarios) until one fails, restore;
+        whether it was killed (a failure, a crash, or a run past 3× their time without the
+        mutant), or `None` when the operator does not apply."""
         target = self.tree / mutant.path
         original = target.read_bytes()
         mutated = mutate(original.decode("utf-8"), mutant.operator, mutant.occurrence)
         if mutated is None:
             return None
-        functions = sorted(set().union(*(self.tests[cid] for cid in users)))
+        functions = sorted(functions)
+        usual = sum(self.durations.get(f, 5.0) for f in functions)
+        limit = max(min(self.remaining, 3 * usual + 15), 1.0)
         stat = target.stat()
         try:
             target.write_text(mutated, encoding="utf-8")
             # a new mtime, so that no cached bytecode of the original is used
             os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-            with tempfile.TemporaryDirectory(prefix="gates-mutant-") as scratch:
-                report = Path(scratch) / "results.json"
-                command = [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    *functions,
-                    "-p",
-                    "no:cacheprovider",
-                    "-q",
-                    "-p",
-                    "gates.pytest_plugin",
-                    f"--gates-results={report}",
-                ]
-                code = _run(command, self.tree, self.env, max(min(self.remaining, 120.0), 1.0))
-                read = read_results(report, self.tree) if code in (0, 1) else None
+            command = [sys.executable, "-m", "pytest", *functions, "-x", "-q"]
+            code = _run([*command, "-p", "no:cacheprovider"], self.tree, self.env, limit)
         finally:
             target.write_bytes(original)
             os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
-        if read is None:  # timed out, crashed, or could not even collect: killed
-            return set(users)
-        _, tests = read
-        failed = {
-            _function(str(t.get("nodeid", ""))) for t in tests if t.get("outcome") == "failed"
-        }
-        return {cid for cid in users if self.tests[cid] & failed}
+        return code != 0  # failed (1), crashed or could not collect (2-5), timed out (None)
 
 
 def _run(command: list[str], cwd: Path, env: Mapping[str, str], timeout: float) -> int | None:

@@ -46,17 +46,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class CoverageContexts:
-    """Switches coverage.py's context to each test's node id while it runs (coverage's own
-    `test_function` context cannot see pytest-bdd's scenarios, whose functions it generates)."""
+    """Switches coverage.py's context to each test's node id while its body runs (coverage's
+    own `test_function` context cannot see pytest-bdd's scenarios, whose functions it
+    generates). Fixtures, set up and torn down outside that context, are the scenario's
+    surroundings, not what it checks."""
 
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
         self._switch(item.nodeid)
-
-    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
-        self._switch(item.nodeid)
-
-    def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self._switch("")
+        try:
+            yield
+        finally:
+            self._switch("")
 
     @staticmethod
     def _switch(context: str) -> None:

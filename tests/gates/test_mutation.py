@@ -176,7 +176,7 @@ def test_the_same_content_reuses_its_mutation_evidence_even_in_a_fresh_clone(
     assert run.criteria == first.evaluation.mutation.criteria
 
 
-def test_the_sample_is_deterministic_and_shared_among_criteria() -> None:
+def test_the_sample_is_deterministic_and_gives_each_criterion_its_turn() -> None:
     mutants = {
         "AC-01": [Mutant("a.py", line, "core/NumberReplacer", line) for line in range(1, 30)],
         "AC-02": [Mutant("a.py", line, "core/NumberReplacer", line) for line in range(20, 40)],
@@ -184,12 +184,27 @@ def test_the_sample_is_deterministic_and_shared_among_criteria() -> None:
     first = sample(mutants, 10, "commit:OS")
     assert first == sample(mutants, 10, "commit:OS")
     assert first != sample(mutants, 10, "another commit:OS")
-    assert len(first) == 10
-    assert len({m for m, _ in first}) == 10
-    assert any(m.line < 20 for m, _ in first)
-    assert any(m.line >= 30 for m, _ in first)  # each criterion gets its turn
-    shared = [users for m, users in first if 20 <= m.line < 30]
-    assert all(users == {"AC-01", "AC-02"} for users in shared)
+    assert len({mutant for mutant, _ in first}) == 10
+    assert [cid for _, cid in first] == ["AC-01", "AC-02"] * 5  # in turn
+    assert all(mutant in mutants[cid] for mutant, cid in first)
+
+
+def test_a_criterions_draws_spread_over_distinct_lines() -> None:
+    same_line = [Mutant("a.py", 1, "core/NumberReplacer", n) for n in range(5)]
+    other_lines = [Mutant("a.py", line, "core/AddNot", line) for line in range(2, 5)]
+    drawn = sample({"AC-01": same_line + other_lines}, 4, "seed")
+    assert len({mutant.line for mutant, _ in drawn}) == 4
+
+
+def test_annotations_are_not_mutated() -> None:
+    source = (
+        "from __future__ import annotations\n\n"
+        "def f(a: int | None) -> int | str:\n"
+        "    return a | 1\n"
+    )
+    points = list(mutation_points(source))
+    assert points
+    assert all(line == 4 for _, _, line in points)
 
 
 def test_every_point_yields_a_mutant_that_differs() -> None:
