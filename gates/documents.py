@@ -203,9 +203,17 @@ def _build(
         criteria=content.criteria,
         deliverables=content.deliverables,
         key_lines=meta.key_lines,
-        mutation=MutationPolicy(**fm.mutation.model_dump()) if fm.mutation else MutationPolicy(),
+        mutation=_mutation_policy(fm.mutation),
     )
     return order, []
+
+
+def _mutation_policy(settings: metadata.MutationSettings | None) -> MutationPolicy:
+    if settings is None:
+        return MutationPolicy()
+    return MutationPolicy(
+        settings.mutants, settings.seconds, settings.threshold, tuple(settings.exempt)
+    )
 
 
 def _cross_problems(

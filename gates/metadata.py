@@ -44,7 +44,7 @@ EXAMPLES: Final = {
     "endpoint": "endpoint: POST /ingest/message",
     "gates": "gates: [lint, types, tests]",
     "features": "features: [features/os_004_genesis.feature]",
-    "mutation": "mutation: {mutants: 12, seconds: 180, threshold: 0.5}",
+    "mutation": "mutation: {mutants: 12, seconds: 180, threshold: 0.5, exempt: [AC-05]}",
 }
 _EXPECTED: Final = {
     "number": "an integer",
@@ -52,7 +52,8 @@ _EXPECTED: Final = {
     "date": "a date written YYYY-MM-DD",
     "gates": "a list of gate names",
     "features": "a list of .feature paths",
-    "mutation": "a mapping with mutants (0 to 1000), seconds (> 0) and threshold (0 to 1)",
+    "mutation": "a mapping with mutants (0 to 1000), seconds (> 0), threshold (0 to 1) and "
+    "exempt (criterion ids)",
 }
 _STATUSES: Final = ", ".join(status.value for status in WorkOrderStatus)
 
@@ -125,6 +126,7 @@ class MutationSettings(BaseModel):
     mutants: int = Field(default=12, ge=0, le=1000)
     seconds: float = Field(default=180.0, gt=0, le=7200)
     threshold: float = Field(default=0.0, ge=0, le=1)
+    exempt: list[Annotated[str, Field(pattern=r"^AC-[0-9]{2,}$")]] = Field(default_factory=list)
 
 
 class FrontMatter(BaseModel):
@@ -290,6 +292,13 @@ def _translate(error: ErrorDetails, raw: RawFrontMatter) -> Problem:
     where = f"front matter key '{key}'" + (f" item {index + 1}" if isinstance(index, int) else "")
     example = EXAMPLES.get(key, "key: value")
     kind = error["type"]
+    if key == "mutation" and len(loc) > 1 and not isinstance(loc[1], int):
+        inner = ".".join(str(part) for part in loc[1:])
+        if kind == "extra_forbidden":
+            known = ", ".join(MutationSettings.model_fields)
+            return Problem(line, f"unknown key 'mutation.{inner}'", f"known keys: {known}")
+        message = f"front matter key 'mutation.{inner}': {error['msg']}"
+        return Problem(line, message, f"write it like `{example}`")
     if kind == "missing":
         return Problem(1, f"missing front matter key '{key}'", f"add `{example}`")
     if kind == "extra_forbidden":

@@ -147,16 +147,24 @@ class Body:
 @dataclass(frozen=True, slots=True)
 class MutationPolicy:
     """The front matter's `mutation:` (all optional): at most `mutants` mutants per OS
-    (0 turns mutation testing off), a fresh run bounded to `seconds`, and the `threshold`
-    (0 to 1) under which a criterion's mutation score makes it NÃO VERIFICADO (at 0, only a
-    criterion whose scenarios killed none of their mutants is)."""
+    (0 turns mutation testing off), a fresh run bounded to `seconds`, the `threshold` (0 to 1)
+    under which a criterion's mutation score makes it NÃO VERIFICADO (at 0, only a criterion
+    whose scenarios killed none of their mutants is), and the criteria `exempt` from it."""
 
     mutants: int = 12
     seconds: float = 180.0
     threshold: float = 0.0
+    exempt: tuple[str, ...] = ()
+    """Criteria no mutant can speak for (a declarative choice no operator can change): not
+    measured, and shown as exempt by the OS in its record."""
 
-    def as_json(self) -> dict[str, float | int]:
-        return {"mutants": self.mutants, "seconds": self.seconds, "threshold": self.threshold}
+    def as_json(self) -> dict[str, object]:
+        return {
+            "mutants": self.mutants,
+            "seconds": self.seconds,
+            "threshold": self.threshold,
+            "exempt": list(self.exempt),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ from gates.features import ScenarioSpec
 from gates.model import MutationPolicy, WorkOrder
 
 TOOL = "cosmic-ray"
+CONFIRM = 5
+"""Mutants a criterion that killed none is tried with before that is its figure."""
 SCHEMA = "aurora-gates/mutation/v1"
 
 
@@ -144,7 +146,10 @@ class MutationRun:
                 tool=str(document["tool"]),
                 seed=str(document["seed"]),
                 policy=MutationPolicy(
-                    int(policy["mutants"]), float(policy["seconds"]), float(policy["threshold"])
+                    int(policy["mutants"]),
+                    float(policy["seconds"]),
+                    float(policy["threshold"]),
+                    tuple(str(c) for c in policy.get("exempt", ())),
                 ),
                 candidates=int(document["candidates"]),
                 sampled=int(document["sampled"]),
@@ -383,17 +388,40 @@ class MutationTester:
                 mutant = Mutant(path, line, operator, occurrence)
                 for cid in users:
                     candidates[cid].append(mutant)
+        for cid in self.policy.exempt:
+            candidates.pop(cid, None)  # the OS says no mutant can express its claim
         chosen = sample(candidates, self.policy.mutants, self.seed)
-        tested: dict[str, list[tuple[str, bool]]] = {cid: [] for cid in self.tests}
+        tested: dict[str, list[tuple[str, bool]]] = {cid: [] for cid in candidates}
         ran = 0
-        for mutant, cid in chosen:
+        untried = 0
+        for index, (mutant, cid) in enumerate(chosen):
             if self.remaining <= 1:
+                untried = len(chosen) - index
                 break
             killed = self._try(mutant, self.tests[cid])
             if killed is None:
                 continue  # the operator did not apply: not a mutant
             ran += 1
             tested[cid].append((mutant.id, killed))
+        # A criterion that killed nothing gets more draws (distinct lines first) before that
+        # is its figure: a narrow, real check must not be condemned by a small sample.
+        drawn = {mutant for mutant, _ in chosen}
+        for cid, outcomes in tested.items():
+            if not outcomes or any(killed for _, killed in outcomes):
+                continue
+            extra = [m for m, _ in sample({cid: candidates[cid]}, 10**6, self.seed)]
+            for mutant in (m for m in extra if m not in drawn):
+                if len(outcomes) >= CONFIRM or self.remaining <= 1:
+                    break
+                drawn.add(mutant)
+                killed = self._try(mutant, self.tests[cid])
+                if killed is None:
+                    continue
+                ran += 1
+                outcomes.append((mutant.id, killed))
+                if killed:
+                    break
+
         scores = {
             cid: CriterionScore(
                 cid,
@@ -403,9 +431,11 @@ class MutationTester:
             )
             for cid, outcomes in tested.items()
         }
-        note = "" if ran == len(chosen) else f"tempo esgotado: {ran} de {len(chosen)} executados"
+        note = (
+            f"tempo esgotado: {untried} mutantes sorteados não foram executados" if untried else ""
+        )
         return self._result(
-            candidates=total, sampled=len(chosen), tested=ran, criteria=scores, note=note
+            candidates=total, sampled=len(drawn), tested=ran, criteria=scores, note=note
         )
 
     def _coverage(

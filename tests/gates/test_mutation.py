@@ -215,3 +215,35 @@ def test_every_point_yields_a_mutant_that_differs() -> None:
         assert mutated is not None
         assert mutated != APP
         assert 1 <= line <= APP.count("\n")
+
+
+def test_a_criterion_the_os_exempts_is_not_measured_and_says_so(project: Project) -> None:
+    with_mutation(project, "{mutants: 6, exempt: [AC-03]}")
+    (result,) = certify(project.root)
+    vacuous = next(c for c in result.evaluation.criteria if c.criterion.id == "AC-03")
+    assert vacuous.verdict is CriterionVerdict.PASS
+    assert vacuous.mutation is None
+    assert result.record is not None
+    record = (project.root / result.record).read_text(encoding="utf-8")
+    assert "Mutação: isento pela OS" in record
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("{mutants: -1}", "mutation"),
+        ("{threshold: 2}", "mutation"),
+        ("{exempt: [AC-1]}", "mutation"),
+        ("{sample: 3}", "mutation"),
+    ],
+)
+def test_wrong_mutation_settings_are_a_lint_error(
+    project: Project, settings: str, message: str
+) -> None:
+    from gates.vault import load_vault
+
+    text = spec(AC_03).replace("gates: [", f"mutation: {settings}\ngates: [", 1)
+    project.write(SPEC, text)
+    vault = load_vault(project.root)
+    assert not vault.ok
+    assert any(message in str(error) for error in vault.errors), vault.errors
