@@ -333,11 +333,14 @@ class MutationTester:
         *,
         key: str,
         seed: str,
+        proof: Iterable[PurePosixPath] = (),
     ) -> None:
         self.tree, self.order, self.tests, self.env = tree, order, tests, dict(env)
         self.key, self.seed, self.policy = key, seed, order.mutation
         self.started = time.monotonic()
         self.durations: dict[str, float] = {}  # test function → seconds, under coverage
+        self.proof = tuple(PurePosixPath(p) for p in proof)
+        """The step folders: deliverables there are the proof, not the code it proves."""
 
     def _result(self, **facts: Any) -> MutationRun:
         return MutationRun(
@@ -360,7 +363,9 @@ class MutationTester:
         sources = [
             d.path.as_posix()
             for d in self.order.deliverables
-            if d.path.suffix == ".py" and (self.tree / d.path).is_file()
+            if d.path.suffix == ".py"
+            and (self.tree / d.path).is_file()
+            and not any(step == d.path or step in d.path.parents for step in self.proof)
         ]
         if not sources:
             return self._result(note="a OS não lista código Python entre os entregáveis")

@@ -493,7 +493,9 @@ def _mutation(
         return kept
     runner.progress.gate_started(f"mutation {order.short_id}")
     tests = criterion_tests(order, scenarios, acceptance)
-    run = MutationTester(tree, order, tests, runner.env, key=key, seed=f"{commit}:{order.id}").run()
+    run = MutationTester(
+        tree, order, tests, runner.env, key=key, seed=f"{commit}:{order.id}", proof=config.steps
+    ).run()
     where = evidence.evidence_dir(root) / f"mutation-{key}.json"
     document = {**run.as_json(), "produced_at": _now_iso(), "commit": commit}
     with contextlib.suppress(OSError):
