@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gates.config import load_config  # noqa: E402
+from gates.certify.config import load_config  # noqa: E402
 
 
 def bare_commands() -> list[list[str]]:

@@ -5,8 +5,6 @@ project it governs.
 """
 
 from gates.catalog import DEFAULT_TIMEZONE, GATE_NAMES
-from gates.closure_import import ImportedSpec, import_closure
-from gates.documents import MAX_FILE_BYTES, parse_work_order, parse_work_order_bytes
 from gates.exceptions import (
     ClosureImportError,
     GatesError,
@@ -15,7 +13,9 @@ from gates.exceptions import (
     OutputWriteError,
     RepositoryRootNotFound,
 )
-from gates.model import (
+from gates.orders.closure_import import ImportedSpec, import_closure
+from gates.orders.documents import MAX_FILE_BYTES, parse_work_order, parse_work_order_bytes
+from gates.orders.model import (
     Body,
     Criterion,
     Deliverable,
@@ -26,7 +26,7 @@ from gates.model import (
     WorkOrder,
     WorkOrderStatus,
 )
-from gates.vault import Vault, discover, find_root, load_documents, load_vault
+from gates.orders.vault import Vault, discover, find_root, load_documents, load_vault
 
 __all__ = [
     "DEFAULT_TIMEZONE",

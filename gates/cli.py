@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gates.catalog import GATE_NAMES
-from gates.closure_import import import_closure
 from gates.exceptions import (
     ClosureImportError,
     GatesError,
@@ -26,7 +25,8 @@ from gates.exceptions import (
     OutputExistsError,
     OutputWriteError,
 )
-from gates.vault import Vault, expand, find_root, load_documents, load_vault
+from gates.orders.closure_import import import_closure
+from gates.orders.vault import Vault, expand, find_root, load_documents, load_vault
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -211,8 +211,9 @@ def _configure_certify(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_certify(args: argparse.Namespace) -> int:
+    from gates.certify.run import environment
     from gates.progress import progress_for
-    from gates.runner import certify, environment
+    from gates.record.publish import certify
 
     root = _root(args.root, required=True)
     _refuse_broken_specs(root, args.ids)
@@ -245,8 +246,8 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_run(args: argparse.Namespace) -> int:
+    from gates.certify.run import environment, run_gates
     from gates.progress import PlainProgress
-    from gates.runner import environment, run_gates
 
     root = _root(args.root, required=True)
     outcome = run_gates(
@@ -280,10 +281,10 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from gates.config import load_config
-    from gates.drift import Drift, DriftFinder
-    from gates.integrity import stale_ids
-    from gates.records import latest_record, unvouched_records
+    from gates.certify.config import load_config
+    from gates.record.drift import Drift, DriftFinder
+    from gates.record.integrity import stale_ids
+    from gates.record.records import latest_record, unvouched_records
 
     root = _root(args.root, required=True)
     vault = load_vault(root)
@@ -345,7 +346,7 @@ def _configure_verify(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from gates.integrity import verify
+    from gates.record.integrity import verify
     from gates.signing import load_public_key
 
     root = _root(args.root, required=True)
@@ -436,7 +437,7 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from gates.report import write_report
+    from gates.report.site import write_report
     from gates.signing import load_public_key
 
     root = _root(args.root, required=True)

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status as Spinner
 
-from gates.checks import GateResult
-from gates.mutation import MutationRun
-from gates.runner import CertifyResult
+from gates.certify.checks import GateResult
+from gates.certify.mutation import MutationRun
+from gates.record.publish import CertifyResult
 
 
 class PlainProgress:

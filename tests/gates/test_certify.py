@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gates.runner import CertifyResult, certify
-from gates.verdict import CriterionVerdict, Decision
+from gates.certify.verdict import CriterionVerdict, Decision
+from gates.record.publish import CertifyResult, certify
 from tests.gates.certify_project import FEATURE, SPEC, SPEC_ID, Project, make_project, spec
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gates.integrity import verify
-from gates.runner import CertifyResult, certify
-from gates.verdict import Decision
+from gates.certify.verdict import Decision
+from gates.record.integrity import verify
+from gates.record.publish import CertifyResult, certify
 from tests.gates.certify_project import FEATURE, SPEC, Project, make_project, spec
 
 

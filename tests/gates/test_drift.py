@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from gates.certify.verdict import Decision
 from gates.cli import main
-from gates.report import write_report
-from gates.runner import certify
-from gates.verdict import Decision
+from gates.record.publish import certify
+from gates.report.site import write_report
 from tests.gates.certify_project import SPEC_ID, Project, make_project
 
 

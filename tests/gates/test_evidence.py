@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from gates.config import load_config
-from gates.evidence import EvidenceKey, evidence_dir
+from gates.certify.config import load_config
+from gates.certify.evidence import EvidenceKey, evidence_dir
+from gates.certify.run import run_gates
+from gates.certify.verdict import Decision
 from gates.exceptions import GatesConfigError
-from gates.runner import certify, run_gates
-from gates.verdict import Decision
+from gates.record.publish import certify
 from tests.gates.certify_project import PYPROJECT, Project, make_project
 
 COUNTED = """\

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gates import ledger
 from gates.cli import main
-from gates.integrity import verify
-from gates.runner import certify
+from gates.record import ledger
+from gates.record.integrity import verify
+from gates.record.publish import certify
 from gates.signing import KEY_ENV, generate, load_public_key
 from tests.gates.certify_project import SPEC, Project, make_project
 
@@ -249,9 +249,9 @@ def test_a_writer_killed_between_record_and_ledger_leaves_a_verifiable_vault(
     copy.write("src/notes.txt", "killed\n")
     commit = copy.commit("a commit whose certification is killed")
     script = (
-        "import os, signal, sys; from pathlib import Path; import gates.ledger as l; "
+        "import os, signal, sys; from pathlib import Path; import gates.record.ledger as l; "
         "l.append = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
-        "from gates.runner import certify; certify(Path(sys.argv[1]))"
+        "from gates.record.publish import certify; certify(Path(sys.argv[1]))"
     )
     killed = subprocess.run(
         [sys.executable, "-c", script, str(copy.root)],

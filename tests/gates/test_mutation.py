@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from gates.model import Criterion, MutationPolicy
-from gates.mutation import CriterionScore, Mutant, MutationRun, mutate, mutation_points, sample
-from gates.runner import certify
-from gates.verdict import CriterionResult, CriterionVerdict, Decision, Proof, _with_mutation
+from gates.certify.mutation import (
+    CriterionScore,
+    Mutant,
+    MutationRun,
+    mutate,
+    mutation_points,
+    sample,
+)
+from gates.certify.verdict import CriterionResult, CriterionVerdict, Decision, Proof, _with_mutation
+from gates.orders.model import Criterion, MutationPolicy
+from gates.record.publish import certify
 from tests.gates.certify_project import SPEC, Project, make_project, spec
 
 APP = """\
@@ -240,7 +247,7 @@ def test_a_criterion_the_os_exempts_is_not_measured_and_says_so(project: Project
 def test_wrong_mutation_settings_are_a_lint_error(
     project: Project, settings: str, message: str
 ) -> None:
-    from gates.vault import load_vault
+    from gates.orders.vault import load_vault
 
     text = spec(AC_03).replace("gates: [", f"mutation: {settings}\ngates: [", 1)
     project.write(SPEC, text)

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gates import ClosureImportError, ParsedDocument, parse_work_order_bytes
-from gates.closure_import import convert_closure
-from gates.metadata import KNOWN_KEYS
+from gates.orders.closure_import import convert_closure
+from gates.orders.metadata import KNOWN_KEYS
 from tests.gates.specs import SPEC_ID, VALID_SPEC
 
 ROOT = Path("/nonexistent-root")

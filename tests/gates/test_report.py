@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gates import ledger, report
 from gates.cli import main
-from gates.report import MANIFEST, render_markdown, write_report
-from gates.runner import certify
+from gates.record import ledger
+from gates.record.publish import certify
+from gates.report import site as report
+from gates.report.site import MANIFEST, render_markdown, write_report
 from gates.signing import Signer
 from tests.gates.certify_project import SPEC_ID, Project, make_project
 
@@ -423,7 +424,7 @@ def test_both_markdown_renderers_give_the_same_html(source: Path | str) -> None:
 
 
 def test_a_criterion_shows_its_code_spans_and_never_its_html() -> None:
-    from gates.report import render_inline
+    from gates.report.site import render_inline
 
     assert render_inline("Model `Contact` <b>x</b>") == (
         "Model <code>Contact</code> &lt;b&gt;x&lt;/b&gt;"

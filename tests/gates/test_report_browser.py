@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gates.integrity import stale_ids
-from gates.report import write_report
-from gates.runner import certify
+from gates.record.integrity import stale_ids
+from gates.record.publish import certify
+from gates.report.site import write_report
 from tests.gates.certify_project import FEATURE, SPEC, SPEC_ID, make_project, spec
 
 pytestmark = pytest.mark.browser

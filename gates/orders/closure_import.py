@@ -19,11 +19,11 @@ from typing import Final
 
 import yaml
 
-from gates import body, front_matter, metadata
 from gates.catalog import DEFAULT_TIMEZONE, GATE_NAMES
-from gates.documents import MAX_FILE_BYTES, decode_text, parse_work_order_bytes
 from gates.exceptions import ClosureImportError, InputNotFound
-from gates.model import Criterion, DocumentError, Problem, SectionKind, WorkOrderStatus
+from gates.orders import body, front_matter, metadata
+from gates.orders.documents import MAX_FILE_BYTES, decode_text, parse_work_order_bytes
+from gates.orders.model import Criterion, DocumentError, Problem, SectionKind, WorkOrderStatus
 
 _FIELD: Final = re.compile(
     r"[ \t]*(?:[-*+][ \t]+)?\*\*(?P<label>[^*\n]+?)[ \t]*:?[ \t]*\*\*:?[ \t]*(?P<value>.*)"

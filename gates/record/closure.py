@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,11 +14,11 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from gates import attestation
-from gates.checks import GateResult
-from gates.model import WorkOrder
-from gates.mutation import MutationRun
-from gates.verdict import Decision, Evaluation
+from gates.certify.checks import GateResult
+from gates.certify.mutation import MutationRun
+from gates.certify.verdict import Decision, Evaluation
+from gates.orders.model import WorkOrder
+from gates.record import attestation
 
 SCHEMA = "aurora-gates/closure/v2"
 """v2 holds every fact its record shows (the spec's context and scope notes included), so the
@@ -248,26 +246,6 @@ def statement_of(twin: dict[str, Any]) -> bytes:
         gates=twin["gates"],
     )
     return attestation.encode(document)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def dump_json(document: dict[str, Any]) -> str:

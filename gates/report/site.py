@@ -34,16 +34,16 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 
-from gates import ledger
-from gates.config import load_config
-from gates.documents import parse_work_order
-from gates.drift import Drift, DriftFinder
+from gates.certify.config import load_config
 from gates.exceptions import OutputWriteError
-from gates.integrity import Staleness, Verification, stale_certifications, verify
-from gates.model import WorkOrder
-from gates.records import RecordSummary, all_records
+from gates.orders.documents import parse_work_order
+from gates.orders.model import WorkOrder
+from gates.orders.vault import discover, load_documents
+from gates.record import ledger
+from gates.record.drift import Drift, DriftFinder
+from gates.record.integrity import Staleness, Verification, stale_certifications, verify
+from gates.record.records import RecordSummary, all_records
 from gates.signing import key_id, public_key_from_b64, verify_signature
-from gates.vault import discover, load_documents
 
 STYLESHEET = "report.css"
 MANIFEST = ".gates-report"  # the files the last run wrote, so a re-run removes those now gone

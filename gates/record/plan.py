@@ -6,8 +6,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from gates.closure import write_atomically
-from gates.records import RecordSummary
+from gates.files import write_atomically
+from gates.record.records import RecordSummary
 
 PLAN = "PLAN.md"
 BEGIN = "<!-- gates:status:begin (written by `gates certify`; do not edit) -->"

@@ -19,11 +19,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jinja2 import UndefinedError
 
-from gates import ledger
-from gates.closure import SCHEMA, hash_files, render_markdown, sha256_file, statement_of
-from gates.config import GatesConfig, load_config
+from gates.certify.config import GatesConfig, load_config
+from gates.orders.vault import Vault, load_vault
+from gates.record import ledger
+from gates.record.closure import SCHEMA, hash_files, render_markdown, sha256_file, statement_of
 from gates.signing import key_id, public_key_from_b64, verify_signature
-from gates.vault import Vault, load_vault
 
 FILE_KEYS = ("record", "twin", "statement", "envelope")
 

@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from gates import ledger
-from gates.closure import RECORDS_DIR, SCHEMAS, sha256_file
+from gates.record import ledger
+from gates.record.closure import RECORDS_DIR, SCHEMAS, sha256_file
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,9 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from gates.acceptance import AcceptanceRun, Outcome, read_results
-from gates.features import ScenarioSpec
-from gates.model import MutationPolicy, WorkOrder
+from gates.certify.acceptance import AcceptanceRun, Outcome, read_results
+from gates.orders.features import ScenarioSpec
+from gates.orders.model import MutationPolicy, WorkOrder
 
 TOOL = "cosmic-ray"
 CONFIRM = 5

@@ -17,7 +17,7 @@ from typing import Final, NamedTuple
 
 from gates import paths
 from gates.catalog import GATE_NAMES
-from gates.model import Body, Criterion, Deliverable, Problem, Section, SectionKind
+from gates.orders.model import Body, Criterion, Deliverable, Problem, Section, SectionKind
 
 _HEADING: Final = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
 _FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})")

@@ -2,7 +2,7 @@
 
 A criterion PASSES only when something proves it and everything that proves it passed; one
 that nothing proves is NÃO VERIFICADO and fails the OS, and so is one whose scenarios killed
-none of the mutants run against them (`gates.mutation`): a proof without effect. The
+none of the mutants run against them (`gates.certify.mutation`): a proof without effect. The
 executor's tick is shown beside the verdict and flagged when the gates contradict it; it never
 decides anything.
 """
@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from gates.acceptance import AcceptanceRun, Outcome, ScenarioResult
-from gates.checks import GateResult, Status
-from gates.features import CRITERION_TAG, OS_TAG, FeatureProblem, ScenarioSpec
-from gates.model import Criterion, WorkOrder
-from gates.mutation import CriterionScore, MutationRun
+from gates.certify.acceptance import AcceptanceRun, Outcome, ScenarioResult
+from gates.certify.checks import GateResult, Status
+from gates.certify.mutation import CriterionScore, MutationRun
+from gates.orders.features import CRITERION_TAG, OS_TAG, FeatureProblem, ScenarioSpec
+from gates.orders.model import Criterion, WorkOrder
 
 
 class CriterionVerdict(StrEnum):
@@ -53,7 +53,7 @@ class CriterionResult:
     verdict: CriterionVerdict
     proofs: tuple[Proof, ...]
     mutation: CriterionScore | None = None
-    """How many of the mutants run against its scenarios they killed (`gates.mutation`)."""
+    """How many of the mutants run against its scenarios they killed (`gates.certify.mutation`)."""
     note: str = ""
     """Why it is NÃO VERIFICADO when something proves it (a proof without effect)."""
 

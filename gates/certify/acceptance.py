@@ -13,9 +13,9 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from gates.checks import GateResult, run_commands
-from gates.config import GatesConfig
-from gates.features import ScenarioSpec
+from gates.certify.checks import GateResult, run_commands
+from gates.certify.config import GatesConfig
+from gates.orders.features import ScenarioSpec
 
 # pytest's exit codes 0 (all passed) and 1 (some failed) mean the run itself worked.
 RUN_COMPLETED = ("[exit 0]", "[exit 1]")

@@ -13,9 +13,9 @@ from typing import Any, ClassVar, Final
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-from gates import metadata
-from gates.metadata import EXAMPLES, FrontMatter, RawFrontMatter
-from gates.model import Problem
+from gates.orders import metadata
+from gates.orders.metadata import EXAMPLES, FrontMatter, RawFrontMatter
+from gates.orders.model import Problem
 
 _HANDLER: Final = YAMLHandler(fm_boundary=re.compile(r"^---[ \t]*$", re.MULTILINE))
 _BASE_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gates.documents import ParsedDocument, parse_work_order
 from gates.exceptions import InputNotFound, RepositoryRootNotFound
-from gates.model import DocumentError, WorkOrder
+from gates.orders.documents import ParsedDocument, parse_work_order
+from gates.orders.model import DocumentError, WorkOrder
 
 
 @dataclass(frozen=True, slots=True, eq=False)

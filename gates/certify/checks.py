@@ -34,7 +34,7 @@ class GateResult:
     detail: str = ""
     facts: Mapping[str, object] = field(default_factory=dict, compare=False)
     evidence: Mapping[str, object] | None = field(default=None, compare=False)
-    """Where the result was kept or taken from (`gates.evidence.Evidence.describe`)."""
+    """Where the result was kept or taken from (`gates.certify.evidence.Evidence.describe`)."""
 
     @property
     def passed(self) -> bool:

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gates.checks import GateResult, Status
-from gates.closure import write_atomically
+from gates.certify.checks import GateResult, Status
+from gates.files import write_atomically
 
 SCHEMA = "aurora-gates/evidence/v1"
 

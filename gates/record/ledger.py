@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from gates.closure import write_atomically
 from gates.exceptions import LedgerLockedError
+from gates.files import write_atomically
 from gates.signing import Signer
 
 LEDGER_NAME = "ledger.jsonl"

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gates import paths
 from gates.catalog import DEFAULT_TIMEZONE, GATE_NAMES
-from gates.model import Problem, WorkOrderStatus
+from gates.orders.model import Problem, WorkOrderStatus
 
 ID_PATTERN: Final = re.compile(r"OS(?:-[A-Z0-9]+)*-(?P<number>[0-9]+)")
 PROJECT_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -119,7 +119,7 @@ FeaturePath = Annotated[str, AfterValidator(_feature_path)]
 
 
 class MutationSettings(BaseModel):
-    """`mutation:` in the front matter (see `gates.model.MutationPolicy`)."""
+    """`mutation:` in the front matter (see `gates.orders.model.MutationPolicy`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
 
-from gates import body, front_matter, metadata
 from gates.catalog import GATE_NAMES
-from gates.model import (
+from gates.orders import body, front_matter, metadata
+from gates.orders.model import (
     Criterion,
     Deliverable,
     DocumentError,

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gates import plan
-from gates.config import GatesConfig
-from gates.model import WorkOrder
+from gates.certify.config import GatesConfig
+from gates.orders.model import WorkOrder
+from gates.record import plan
 
 
 @dataclass(frozen=True, slots=True)

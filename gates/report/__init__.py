@@ -1,0 +1,1 @@
+"""The auditors' static site of the vault and the ledger."""
