@@ -15,7 +15,8 @@ coverage.py, one context per test (`gates.pytest_plugin --gates-contexts`).
 
 The mutants are a deterministic sample, seeded by the commit and the OS: up to `mutants` of them,
 drawn in turn for each criterion among the mutation points on lines its scenarios execute (in
-the test's body, not its fixtures), over distinct lines first, and run within `seconds` (the
+the test's body, not its fixtures), where its own code is first (lines fewer criteria execute,
+before the setup every scenario runs), over distinct lines first, and run within `seconds` (the
 front matter's `mutation:`; `mutants: 0` turns it off). A criterion whose scenarios killed none
 of the mutants they ran against proves nothing (NÃO VERIFICADO, "prova sem efeito"); with
 `threshold`, a score below it does the same.
@@ -290,18 +291,24 @@ def mutate(source: str, operator: str, occurrence: int) -> str | None:
 
 
 def sample(
-    candidates: Mapping[str, list[Mutant]], limit: int, seed: str
+    candidates: Mapping[str, list[Mutant]],
+    limit: int,
+    seed: str,
+    sharing: Mapping[Mutant, int] | None = None,
 ) -> list[tuple[Mutant, str]]:
     """Up to `limit` distinct mutants, drawn in turn for each criterion among the mutants on the
-    lines its scenarios execute (`candidates`: criterion → mutants), with `random.Random(seed)`;
-    each criterion's draws spread over distinct lines before a line is drawn twice. Each mutant
-    comes with the criterion it was drawn for, in the order drawn (every criterion has its
-    first mutant before any has its second)."""
+    lines its scenarios execute (`candidates`: criterion → mutants), with `random.Random(seed)`.
+    Each criterion draws first where its own code is: lines fewer criteria execute (`sharing`:
+    mutant → how many criteria execute its line) before the setup every scenario runs, and
+    distinct lines before a line twice. Each mutant comes with the criterion it was drawn for,
+    in the order drawn (every criterion has its first mutant before any has its second)."""
     rng = random.Random(seed)
     queues: dict[str, collections.deque[Mutant]] = {}
     for cid, mutants in sorted(candidates.items()):
         pool = sorted(mutants, key=lambda m: m.id)
         rng.shuffle(pool)
+        if sharing is not None:
+            pool.sort(key=lambda m: sharing.get(m, 0))  # stable: random within a level
         seen: set[tuple[str, int]] = set()
         first: list[Mutant] = []
         again: list[Mutant] = []
@@ -382,6 +389,7 @@ class MutationTester:
         if covered is None:
             return self._result(note="a medição de cobertura dos cenários não terminou")
         candidates: dict[str, list[Mutant]] = {cid: [] for cid in self.tests}
+        sharing: dict[Mutant, int] = {}
         total = 0
         for path in sources:
             lines = covered.get(path, {})
@@ -391,11 +399,12 @@ class MutationTester:
                     continue
                 total += 1
                 mutant = Mutant(path, line, operator, occurrence)
+                sharing[mutant] = len(users)
                 for cid in users:
                     candidates[cid].append(mutant)
         for cid in self.policy.exempt:
             candidates.pop(cid, None)  # the OS says no mutant can express its claim
-        chosen = sample(candidates, self.policy.mutants, self.seed)
+        chosen = sample(candidates, self.policy.mutants, self.seed, sharing)
         tested: dict[str, list[tuple[str, bool]]] = {cid: [] for cid in candidates}
         ran = 0
         untried = 0
@@ -414,7 +423,7 @@ class MutationTester:
         for cid, outcomes in tested.items():
             if not outcomes or any(killed for _, killed in outcomes):
                 continue
-            extra = [m for m, _ in sample({cid: candidates[cid]}, 10**6, self.seed)]
+            extra = [m for m, _ in sample({cid: candidates[cid]}, 10**6, self.seed, sharing)]
             for mutant in (m for m in extra if m not in drawn):
                 if len(outcomes) >= CONFIRM or self.remaining <= 1:
                     break

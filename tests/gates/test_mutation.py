@@ -254,3 +254,11 @@ def test_wrong_mutation_settings_are_a_lint_error(
     vault = load_vault(project.root)
     assert not vault.ok
     assert any(message in str(error) for error in vault.errors), vault.errors
+
+
+def test_a_criterion_draws_where_its_own_code_is_before_the_shared_setup() -> None:
+    setup = [Mutant("setup.py", line, "core/NumberReplacer", line) for line in range(1, 20)]
+    own = [Mutant("own.py", line, "core/AddNot", line) for line in range(1, 4)]
+    sharing = {**dict.fromkeys(setup, 18), **dict.fromkeys(own, 1)}
+    drawn = sample({"AC-01": setup + own}, 4, "seed", sharing)
+    assert [mutant.path for mutant, _ in drawn] == ["own.py"] * 3 + ["setup.py"]
