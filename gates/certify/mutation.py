@@ -180,7 +180,8 @@ def mutation_key(
 ) -> str:
     """The sha256 of what mutation results depend on: the content of the OS's deliverables,
     feature files and step modules, the gate configuration, the tools, the environment's
-    listed variables (their digests) and the OS's mutation settings."""
+    listed variables (their digests), the OS's mutation settings, and this module itself (how
+    mutants are drawn and judged)."""
 
     def digest(path: PurePosixPath) -> str:
         file = tree / path
@@ -195,6 +196,8 @@ def mutation_key(
             "config": config,
             "tools": dict(tools),
             "mutation_tool": tool_version(),
+            # how mutants are chosen and judged is part of what a result means
+            "sampler": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
             "environment": dict(environment),
             "policy": order.mutation.as_json(),
         },

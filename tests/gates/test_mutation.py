@@ -262,3 +262,17 @@ def test_a_criterion_draws_where_its_own_code_is_before_the_shared_setup() -> No
     sharing = {**dict.fromkeys(setup, 18), **dict.fromkeys(own, 1)}
     drawn = sample({"AC-01": setup + own}, 4, "seed", sharing)
     assert [mutant.path for mutant, _ in drawn] == ["own.py"] * 3 + ["setup.py"]
+
+
+def test_the_key_changes_with_what_a_result_depends_on(project: Project) -> None:
+    from gates.certify.mutation import mutation_key
+    from gates.orders.vault import load_vault
+
+    order = next(iter(load_vault(project.root).documents.values()))
+    first = mutation_key(project.root, order, {}, "config", {}, {})
+    assert mutation_key(project.root, order, {}, "config", {}, {}) == first
+    assert mutation_key(project.root, order, {}, "other config", {}, {}) != first
+    assert mutation_key(project.root, order, {}, "config", {}, {"DB": "digest"}) != first
+    assert mutation_key(project.root, order, {"steps.py": "x"}, "config", {}, {}) != first
+    project.write("src/app.py", APP + "\n# a change in a deliverable\n")
+    assert mutation_key(project.root, order, {}, "config", {}, {}) != first
