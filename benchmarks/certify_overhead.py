@@ -28,9 +28,10 @@ def bare_commands() -> list[list[str]]:
     config = load_config(ROOT)
     commands: list[list[str]] = []
     for name in ("lint", "types", "tests", "migrations"):
-        commands.extend(list(command) for command in config.commands[name])
-    acceptance = ["python", "-m", "pytest", *(p.as_posix() for p in config.acceptance_paths)]
-    commands.append([*acceptance, "-p", "no:cacheprovider", "-q"])
+        commands.extend(list(command) for command in config.commands.get(name, ()))
+    if "acceptance" not in config.from_tests:  # otherwise read from the tests gate's run
+        acceptance = ["python", "-m", "pytest", *(p.as_posix() for p in config.acceptance_paths)]
+        commands.append([*acceptance, "-p", "no:cacheprovider", "-q"])
     bin_dir = Path(sys.executable).parent
     resolved = []
     for command in commands:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gates import ledger  # noqa: E402
+from gates.record import ledger  # noqa: E402
 
 SPEC_ID = "OS-BENCH-VERIFICACAO-20260101-001"
 
