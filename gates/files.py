@@ -1,7 +1,8 @@
-"""Files written so that a crash never leaves half of one."""
+"""Files: written so that a crash never leaves half of one, and their digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,3 +26,12 @@ def write_atomically(path: Path, text: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of the bytes of `path`, read in 64 KiB chunks; `OSError` if unreadable."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+from gates.certify.process import run_command
 
 MAX_LOG_CHARS = 200_000
 
@@ -78,64 +78,20 @@ def run_commands(
         log.append(f"$ {text}\n")
         remaining = max(timeout_s - (time.perf_counter() - started), 1.0)
         try:
-            returncode, output = _run(argv, root, env, remaining, echo)
-        except subprocess.TimeoutExpired as exc:
-            log.append(_decode(exc.output))
-            detail = f"tempo esgotado após {timeout_s:.0f} s em: {text}"
-            return _result(name, Status.FAIL, started, shown, log, detail)
+            finished = run_command(argv, root, env, remaining, capture=True, echo=echo)
         except OSError as exc:
             detail = f"não foi possível executar {text}: {exc.strerror}"
             return _result(name, Status.FAIL, started, shown, log, detail)
-        log.append(output)
+        log.append(finished.output)
+        if finished.timed_out:
+            detail = f"tempo esgotado após {timeout_s:.0f} s em: {text}"
+            return _result(name, Status.FAIL, started, shown, log, detail)
+        returncode = finished.code
         log.append(f"[exit {returncode}]\n")
         if returncode != 0:
             detail = f"{text} terminou com código {returncode}"
             return _result(name, Status.FAIL, started, shown, log, detail)
     return _result(name, Status.PASS, started, shown, log, "")
-
-
-def _run(
-    argv: list[str], root: Path, env: dict[str, str] | None, timeout_s: float, echo: bool
-) -> tuple[int, str]:
-    """Run `argv` to its end: (exit code, its output, stdout and stderr merged). Raises
-    `subprocess.TimeoutExpired` (its `output` what was read so far) after `timeout_s`."""
-    process = subprocess.Popen(
-        argv,
-        cwd=root,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    chunks: list[bytes] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in iter(process.stdout.readline, b""):
-            chunks.append(line)
-            if echo:
-                sys.stdout.write(line.decode("utf-8", errors="replace"))
-                sys.stdout.flush()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        returncode = process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        reader.join(timeout=5)
-        raise subprocess.TimeoutExpired(argv, timeout_s, output=b"".join(chunks)) from None
-    reader.join()
-    return returncode, _decode(b"".join(chunks))
-
-
-def _decode(output: bytes | str | None) -> str:
-    if output is None:
-        return ""
-    if isinstance(output, bytes):
-        return output.decode("utf-8", errors="replace")
-    return output
 
 
 def trim_log(text: str) -> str:

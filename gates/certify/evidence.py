@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gates.certify.checks import GateResult, Status
+from gates.certify.git import run_git
+from gates.exceptions import GitError
 from gates.files import write_atomically
 
 SCHEMA = "aurora-gates/evidence/v1"
@@ -107,15 +108,9 @@ class Evidence:
 def evidence_dir(root: Path) -> Path:
     """`<git-common-dir>/gates/evidence`: shared by the repository's worktrees, never cloned."""
     try:
-        common = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        found = run_git(root, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        common = found.decode("utf-8", errors="replace").strip()
+    except GitError:
         common = str(root / ".git")
     return Path(common) / "gates" / "evidence"
 

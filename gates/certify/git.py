@@ -29,24 +29,24 @@ class Checkout:
         return self.commit[:12]
 
 
-def _git(root: Path, *args: str) -> str:
+def run_git(root: Path, *args: str) -> bytes:
+    """`git ARGS` in `root`: its standard output, as bytes. `GitError` when git is missing,
+    fails (with the first line of its error) or does not answer within 60 s."""
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=60)
     except FileNotFoundError:
         raise GitError("git is not installed; gates binds each record to a commit") from None
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args)} did not answer within 60 s") from None
     if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["unknown error"])[0]
+        stderr = result.stderr.decode("utf-8", errors="replace")
+        reason = (stderr.strip().splitlines() or ["unknown error"])[0]
         raise GitError(f"git {' '.join(args)}: {reason}")
     return result.stdout
+
+
+def _git(root: Path, *args: str) -> str:
+    return run_git(root, *args).decode("utf-8", errors="replace")
 
 
 def read_checkout(root: Path) -> Checkout:

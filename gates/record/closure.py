@@ -3,7 +3,6 @@ shape, pt-BR) and as a JSON twin with the same facts for machines. Written atomi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from gates.certify.checks import GateResult
 from gates.certify.mutation import MutationRun
 from gates.certify.verdict import Decision, Evaluation
+from gates.files import sha256_file
 from gates.orders.model import WorkOrder
 from gates.record import attestation
 
@@ -87,14 +87,6 @@ def record_path(order: WorkOrder, vault: PurePosixPath, commit: str) -> PurePosi
     spec = PurePosixPath(order.path.as_posix())
     project = spec.parent.parent if spec.parent.name == "os" else vault
     return project / RECORDS_DIR / order.id / f"{commit[:12]}.md"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def hash_files(root: Path, folders: Iterable[PurePosixPath]) -> dict[str, str]:

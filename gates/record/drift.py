@@ -8,12 +8,13 @@ nothing of the code that is there now: `gates status` and the report show it bes
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gates.certify.config import GatesConfig
+from gates.certify.git import run_git
+from gates.exceptions import GitError
 from gates.orders.model import WorkOrder
 from gates.record import plan
 
@@ -66,18 +67,11 @@ class DriftFinder:
         self._changed: dict[str, tuple[str, ...] | None] = {}
 
     def _git(self, *args: str) -> str | None:
+        """git's output, stripped; `None` when git cannot tell (the drift is then unknown)."""
         try:
-            result = subprocess.run(
-                ["git", *args],
-                cwd=self.root,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
+            return run_git(self.root, *args).decode("utf-8", errors="replace").strip()
+        except GitError:
             return None
-        return result.stdout.strip() if result.returncode == 0 else None
 
     def _changed_since(self, commit: str) -> tuple[str, ...] | None:
         if commit not in self._changed:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,9 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jinja2 import UndefinedError
 
 from gates.certify.config import GatesConfig, load_config
+from gates.certify.git import run_git
+from gates.exceptions import GitError
+from gates.files import sha256_file
 from gates.orders.vault import Vault, load_vault
 from gates.record import ledger
-from gates.record.closure import SCHEMA, hash_files, render_markdown, sha256_file, statement_of
+from gates.record.closure import SCHEMA, hash_files, render_markdown, statement_of
 from gates.signing import key_id, public_key_from_b64, verify_signature
 
 FILE_KEYS = ("record", "twin", "statement", "envelope")
@@ -128,17 +130,8 @@ def _check_committed_prefix(root: Path, book: Path, raw: bytes, report: Verifica
     """The ledger committed at HEAD must be the start of the one in the tree: entries are only
     ever appended, so a shorter or different tree ledger means lines were cut or rewritten."""
     relative = book.relative_to(root).as_posix()
-    try:
-        committed = subprocess.run(
-            ["git", "show", f"HEAD:{relative}"],
-            cwd=root,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return
-    if committed.returncode == 0 and not raw.startswith(committed.stdout):
+    committed = _git(root, "show", f"HEAD:{relative}")
+    if committed is not None and not raw.startswith(committed):
         report.errors.append(
             f"{relative}: the ledger committed at HEAD is not a prefix of this one — "
             "committed entries were removed or changed"
@@ -287,12 +280,9 @@ def _tracked(root: Path, folder: PurePosixPath) -> set[str]:
 def _git(root: Path, *args: str) -> bytes | None:
     """git's output, or None when git is missing, fails or takes too long."""
     try:
-        result = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
+        return run_git(root, *args)
+    except GitError:
         return None
-    return result.stdout if result.returncode == 0 else None
 
 
 def _check_history(root: Path, book: Path, report: Verification) -> None:

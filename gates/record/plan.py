@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from gates.certify.git import run_git
+from gates.exceptions import GitError
 from gates.files import write_atomically
 from gates.record.records import RecordSummary
 
@@ -61,39 +62,28 @@ def update_plan(root: Path, block: str) -> bool:
     return True
 
 
+def _plan_at(root: Path, commit: str) -> str | None:
+    """PLAN.md as `commit` holds it; `None` when it has none (or git cannot tell)."""
+    try:
+        return run_git(root, "show", f"{commit}:{PLAN}").decode("utf-8", errors="replace")
+    except GitError:
+        return None
+
+
 def only_block_changed(root: Path, commit: str) -> bool:
     """Whether PLAN.md differs from its committed version only inside the status block."""
+    committed = _plan_at(root, commit)
     try:
-        committed = subprocess.run(
-            ["git", "show", f"{commit}:{PLAN}"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
         current = (root / PLAN).read_text(encoding="utf-8")
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return False
-    return _without_block(committed) == _without_block(current)
+    return committed is not None and _without_block(committed) == _without_block(current)
 
 
 def only_block_differs(root: Path, older: str, newer: str) -> bool:
     """Whether PLAN.md at commit `older` and at commit `newer` differ only inside the status
     block (what `gates certify` writes after the commit it certified)."""
-    texts = []
-    for commit in (older, newer):
-        try:
-            texts.append(
-                subprocess.run(
-                    ["git", "show", f"{commit}:{PLAN}"],
-                    cwd=root,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=True,
-                ).stdout
-            )
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return _without_block(texts[0]) == _without_block(texts[1])
+    before, after = _plan_at(root, older), _plan_at(root, newer)
+    if before is None or after is None:
+        return False
+    return _without_block(before) == _without_block(after)

@@ -29,7 +29,7 @@ from gates.certify.verdict import (
     scenarios_of,
 )
 from gates.exceptions import SigningKeyError, UnknownWorkOrder
-from gates.files import write_atomically
+from gates.files import sha256_file, write_atomically
 from gates.orders.features import FeatureProblem, ScenarioSpec, read_feature
 from gates.orders.model import WorkOrder
 from gates.orders.vault import load_vault
@@ -44,7 +44,6 @@ from gates.record.closure import (
     hash_files,
     record_path,
     render_markdown,
-    sha256_file,
     statement_of,
     to_json,
 )

@@ -15,8 +15,9 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gates.files import sha256_file
 from gates.record import ledger
-from gates.record.closure import RECORDS_DIR, SCHEMAS, sha256_file
+from gates.record.closure import RECORDS_DIR, SCHEMAS
 
 
 @dataclass(frozen=True, slots=True)
