@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import ast
 import collections
-import contextlib
 import hashlib
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +40,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gates.certify.acceptance import AcceptanceRun, Outcome, read_results
+from gates.certify.process import run_command
+from gates.files import sha256_file
 from gates.orders.features import ScenarioSpec
 from gates.orders.model import MutationPolicy, WorkOrder
 
@@ -178,26 +177,31 @@ def mutation_key(
     tools: Mapping[str, str],
     environment: Mapping[str, str],
 ) -> str:
-    """The sha256 of what mutation results depend on: the content of the OS's deliverables,
-    feature files and step modules, the gate configuration, the tools, the environment's
-    listed variables (their digests), the OS's mutation settings, and this module itself (how
-    mutants are drawn and judged)."""
+    """The sha256 of what mutation results depend on: the content of the OS's Python
+    deliverables (the only files mutated: a README or PLAN.md that changes, as every records
+    commit does, measures nothing again), its feature files and step modules, the gate
+    configuration, the tools, the environment's listed variables (their digests), the OS's
+    mutation settings, and this module itself (how mutants are drawn and judged)."""
 
     def digest(path: PurePosixPath) -> str:
         file = tree / path
-        return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else ""
+        return sha256_file(file) if file.is_file() else ""
 
     canonical = json.dumps(
         {
             "os": order.id,
-            "deliverables": {d.path.as_posix(): digest(d.path) for d in order.deliverables},
+            "deliverables": {
+                d.path.as_posix(): digest(d.path)
+                for d in order.deliverables
+                if d.path.suffix == ".py"
+            },
             "features": {f.as_posix(): digest(f) for f in order.features},
             "steps": dict(steps),
             "config": config,
             "tools": dict(tools),
             "mutation_tool": tool_version(),
             # how mutants are chosen and judged is part of what a result means
-            "sampler": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+            "sampler": sha256_file(Path(__file__)),
             "environment": dict(environment),
             "policy": order.mutation.as_json(),
         },
@@ -293,20 +297,19 @@ def mutate(source: str, operator: str, occurrence: int) -> str | None:
     return None if mutated is None or mutated == source else str(mutated)
 
 
-def sample(
+def draw_orders(
     candidates: Mapping[str, list[Mutant]],
-    limit: int,
     seed: str,
     sharing: Mapping[Mutant, int] | None = None,
-) -> list[tuple[Mutant, str]]:
-    """Up to `limit` distinct mutants, drawn in turn for each criterion among the mutants on the
-    lines its scenarios execute (`candidates`: criterion → mutants), with `random.Random(seed)`.
-    Each criterion draws first where its own code is: lines fewer criteria execute (`sharing`:
-    mutant → how many criteria execute its line) before the setup every scenario runs, and
-    distinct lines before a line twice. Each mutant comes with the criterion it was drawn for,
-    in the order drawn (every criterion has its first mutant before any has its second)."""
+) -> dict[str, list[Mutant]]:
+    """For each criterion (`candidates`: criterion → the mutants on the lines its scenarios
+    execute), the order it draws its mutants in, with one `random.Random(seed)` over the
+    criteria in sorted order. Each criterion draws first where its own code is: lines fewer
+    criteria execute (`sharing`: mutant → how many criteria execute its line) before the setup
+    every scenario runs, and distinct lines before a line twice. A criterion with no mutant has
+    no entry."""
     rng = random.Random(seed)
-    queues: dict[str, collections.deque[Mutant]] = {}
+    orders: dict[str, list[Mutant]] = {}
     for cid, mutants in sorted(candidates.items()):
         pool = sorted(mutants, key=lambda m: m.id)
         rng.shuffle(pool)
@@ -319,7 +322,15 @@ def sample(
             (again if (mutant.path, mutant.line) in seen else first).append(mutant)
             seen.add((mutant.path, mutant.line))
         if first:
-            queues[cid] = collections.deque(first + again)
+            orders[cid] = first + again
+    return orders
+
+
+def take_turns(orders: Mapping[str, Sequence[Mutant]], limit: int) -> list[tuple[Mutant, str]]:
+    """Up to `limit` distinct mutants, each criterion taking the next of its `orders` in turn
+    (every criterion has its first mutant before any has its second); each mutant with the
+    criterion it was drawn for, in the order drawn."""
+    queues = {cid: collections.deque(order) for cid, order in orders.items()}
     chosen: dict[Mutant, str] = {}
     while len(chosen) < limit and any(queues.values()):
         for cid, queue in queues.items():
@@ -328,6 +339,17 @@ def sample(
             if queue and len(chosen) < limit:
                 chosen[queue.popleft()] = cid
     return list(chosen.items())
+
+
+def sample(
+    candidates: Mapping[str, list[Mutant]],
+    limit: int,
+    seed: str,
+    sharing: Mapping[Mutant, int] | None = None,
+) -> list[tuple[Mutant, str]]:
+    """Up to `limit` distinct mutants drawn in turn for each criterion: `draw_orders`, then
+    `take_turns`."""
+    return take_turns(draw_orders(candidates, seed, sharing), limit)
 
 
 class MutationTester:
@@ -391,13 +413,16 @@ class MutationTester:
         covered = self._coverage([path for path in sources if points[path]], functions)
         if covered is None:
             return self._result(note="a medição de cobertura dos cenários não terminou")
-        candidates: dict[str, list[Mutant]] = {cid: [] for cid in self.tests}
+        # a criterion without scenarios (proved by gates alone) has no mutation figure
+        candidates: dict[str, list[Mutant]] = {
+            cid: [] for cid, tests in self.tests.items() if tests
+        }
         sharing: dict[Mutant, int] = {}
         total = 0
         for path in sources:
             lines = covered.get(path, {})
             for operator, occurrence, line in points[path]:
-                users = {cid for cid, tests in self.tests.items() if tests & lines.get(line, set())}
+                users = {cid for cid in candidates if self.tests[cid] & lines.get(line, set())}
                 if not users:
                     continue
                 total += 1
@@ -407,7 +432,8 @@ class MutationTester:
                     candidates[cid].append(mutant)
         for cid in self.policy.exempt:
             candidates.pop(cid, None)  # the OS says no mutant can express its claim
-        chosen = sample(candidates, self.policy.mutants, self.seed, sharing)
+        orders = draw_orders(candidates, self.seed, sharing)
+        chosen = take_turns(orders, self.policy.mutants)
         tested: dict[str, list[tuple[str, bool]]] = {cid: [] for cid in candidates}
         ran = 0
         untried = 0
@@ -426,8 +452,7 @@ class MutationTester:
         for cid, outcomes in tested.items():
             if not outcomes or any(killed for _, killed in outcomes):
                 continue
-            extra = [m for m, _ in sample({cid: candidates[cid]}, 10**6, self.seed, sharing)]
-            for mutant in (m for m in extra if m not in drawn):
+            for mutant in (m for m in orders.get(cid, ()) if m not in drawn):
                 if len(outcomes) >= CONFIRM or self.remaining <= 1:
                     break
                 drawn.add(mutant)
@@ -484,7 +509,7 @@ class MutationTester:
                 "--gates-contexts",
                 f"--gates-results={Path(scratch) / 'results.json'}",
             ]
-            code = _run(command, self.tree, self.env, max(self.remaining, 1.0))
+            code = run_command(command, self.tree, self.env, max(self.remaining, 1.0)).code
             if code not in (0, 1) or not data_file.exists():
                 return None
             read = read_results(Path(scratch) / "results.json", self.tree)
@@ -529,29 +554,9 @@ class MutationTester:
             # a new mtime, so that no cached bytecode of the original is used
             os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
             command = [sys.executable, "-m", "pytest", *functions, "-x", "-q"]
-            code = _run([*command, "-p", "no:cacheprovider"], self.tree, self.env, limit)
+            argv = [*command, "-p", "no:cacheprovider"]
+            code = run_command(argv, self.tree, self.env, limit).code
         finally:
             target.write_bytes(original)
             os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
         return code != 0  # failed (1), crashed or could not collect (2-5), timed out (None)
-
-
-def _run(command: list[str], cwd: Path, env: Mapping[str, str], timeout: float) -> int | None:
-    """Run `command` quietly in its own process group; its exit code, `None` after `timeout`
-    seconds (the whole group is killed: servers a scenario started included)."""
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return None

@@ -122,6 +122,9 @@ def test_the_figure_is_in_the_record_and_its_twin(project: Project) -> None:
     criteria = {c["id"]: c for c in twin["criteria"]}
     assert criteria["AC-01"]["mutation"]["killed"] > 0
     assert criteria["AC-03"]["mutation"]["killed"] == 0
+    # AC-02 is proved by gates alone: no scenario, so no mutation figure (shown as "—")
+    assert criteria["AC-02"].get("mutation") is None
+    assert "AC-02" not in twin["mutation"]["criteria"]
     assert "### Mutação (força das evidências)" in record
     assert "mutantes mortos" in record
     assert "prova sem efeito" in record
@@ -275,4 +278,24 @@ def test_the_key_changes_with_what_a_result_depends_on(project: Project) -> None
     assert mutation_key(project.root, order, {}, "config", {}, {"DB": "digest"}) != first
     assert mutation_key(project.root, order, {"steps.py": "x"}, "config", {}, {}) != first
     project.write("src/app.py", APP + "\n# a change in a deliverable\n")
+    assert mutation_key(project.root, order, {}, "config", {}, {}) != first
+
+
+def test_a_change_outside_the_python_deliverables_keeps_the_key(project: Project) -> None:
+    """Only Python deliverables are mutated: a README that changes (as every records commit
+    changes PLAN.md) must not measure mutation again, or a CI check right after the suite
+    spends minutes instead of reusing the committed figures."""
+    from gates.certify.mutation import mutation_key
+    from gates.orders.vault import load_vault
+
+    text = spec(AC_03).replace("- `src/app.py`", "- `src/app.py`\n- `README.md`", 1)
+    project.write(SPEC, text.replace("gates: [", "mutation: {mutants: 6}\ngates: [", 1))
+    project.write("README.md", "# Demo\n")
+    project.commit("the README is a deliverable too")
+    order = next(iter(load_vault(project.root).documents.values()))
+    assert any(d.path.as_posix() == "README.md" for d in order.deliverables)
+    first = mutation_key(project.root, order, {}, "config", {}, {})
+    project.write("README.md", "# Demo\n\nStatus: certified.\n")
+    assert mutation_key(project.root, order, {}, "config", {}, {}) == first
+    project.write("src/app.py", APP + "\n# a change in the code\n")
     assert mutation_key(project.root, order, {}, "config", {}, {}) != first
