@@ -3,7 +3,8 @@ Funcionalidade: OS 005 — Ingestão que não perde nada, segurança e API de Co
   Ordem de Serviço OS-CODEX-AURORA-CRM-INGEST-20260110-005.
   Os Critérios de Aceite AC-01 a AC-12 são provados pelos cenários marcados com o seu ID;
   o AC-13 (Gates PASS) é provado pelo resultado dos gates, e nenhum cenário o marca.
-  Os cenários de API rodam o app num arquivo SQLite migrado pelo Alembic. Os cenários por banco
+  Os cenários de API rodam o app num arquivo SQLite migrado pelo Alembic; o do AC-01 com mensagens
+  já gravadas roda o app nos dois bancos vivos. Os cenários por banco
   rodam no SQLite e no PostgreSQL: ao vivo quando há um servidor (AURORA_TEST_POSTGRES_URL),
   senão sobre o DDL que o Alembic gera para o dialeto postgresql; o cenário registra qual usou.
 
@@ -38,6 +39,29 @@ Funcionalidade: OS 005 — Ingestão que não perde nada, segurança e API de Co
       | banco      | tipo  |
       | SQLite     | json  |
       | PostgreSQL | jsonb |
+
+  @OS-005 @AC-01
+  Esquema do Cenário: Com mensagens já gravadas, a próxima mensagem e a reentrega de uma anterior: cada uma numa linha só, com o seu conteúdo, no contato do seu remetente (<banco>)
+    Dado o app do crm_core no banco <banco> migrado
+    E uma chave de API de escopo "ingest"
+    E que o WhatsApp entregou a mensagem "primeira" de "5511987654321" com o id "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkFDMDEtMQ"
+    E que o WhatsApp entregou a mensagem "de outra pessoa" de "5521988887777" com o id "wamid.HBgNNTUyMTk4ODg4Nzc3NxUCABEYEkFDMDEtOQ"
+    Quando o WhatsApp entrega a mensagem "segunda" de "5511987654321" com o id "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkFDMDEtMg"
+    Então a resposta tem o status 202
+    Quando o WhatsApp reentrega a mensagem "primeira" de "5511987654321" com o id "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkFDMDEtMQ"
+    Então a resposta tem o status 200
+    E a resposta traz o recibo da mensagem "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkFDMDEtMQ" entregue antes
+    E crm_messages guarda exatamente estas mensagens, cada uma no contato do seu remetente:
+      | message_id                                         | conteúdo        | remetente     |
+      | wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkFDMDEtMQ       | primeira        | 5511987654321 |
+      | wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkFDMDEtMg       | segunda         | 5511987654321 |
+      | wamid.HBgNNTUyMTk4ODg4Nzc3NxUCABEYEkFDMDEtOQ       | de outra pessoa | 5521988887777 |
+    E a tabela "crm_contacts" do app tem 2 linha(s)
+
+    Exemplos:
+      | banco      |
+      | SQLite     |
+      | PostgreSQL |
 
   @OS-005 @AC-02
   Cenário: Um celular brasileiro nas formas de 12 e de 13 dígitos é um só contato

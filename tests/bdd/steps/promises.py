@@ -82,8 +82,13 @@ def delivered_with_id(
     response = client_of(app).post("/ingest/message", json=body, headers=api_credentials)
     assert response.status_code == 202, response.text
     scenario_ids["contact_id"] = response.json()["contact_id"]
+    scenario_ids[f"receipt:{mid}"] = response.json()["id"]
 
 
+@when(
+    parsers.parse('o WhatsApp entrega a mensagem "{content}" de "{sender}" com o id "{mid}"'),
+    target_fixture="response",
+)
 @when(
     parsers.parse('o WhatsApp reentrega a mensagem "{content}" de "{sender}" com o id "{mid}"'),
     target_fixture="response",
@@ -575,3 +580,30 @@ def conflicts_name_the_stored(
         problem = response.json()
         assert problem["stored_message"]["id"] == original["id"], problem
         assert problem["detail"], problem
+
+
+@then(parsers.parse('a resposta traz o recibo da mensagem "{mid}" entregue antes'))
+def receipt_of_earlier(response: httpx.Response, mid: str, scenario_ids: dict[str, str]) -> None:
+    assert response.json()["id"] == scenario_ids[f"receipt:{mid}"], response.text
+
+
+@then("crm_messages guarda exatamente estas mensagens, cada uma no contato do seu remetente:")
+def messages_stored_exactly(app: FastAPI, datatable: list[list[str]]) -> None:
+    """Every row of crm_messages, as (message id, content, sender): no row missing, none
+    twice, none with another's content; and each row's contact is the contact of its sender."""
+    header, *rows = datatable
+    assert header == ["message_id", "conteúdo", "remetente"], header
+    expected = sorted((mid, content, sender) for mid, content, sender in rows)
+    query = select(
+        Message.channel_message_id,
+        Message.content,
+        Message.sender_id,
+        Message.contact_id,
+        Contact.sender_id,
+    ).join(Contact, Contact.id == Message.contact_id)
+    with engine_of(app).connect() as connection:
+        stored = connection.execute(query).all()
+    assert sorted((row[0], row[1], row[2]) for row in stored) == expected, stored
+    assert all(row[2] == row[4] for row in stored), "a message is filed under another contact"
+    filed = {(row[2], row[3]) for row in stored}  # (sender, contact id)
+    assert len(filed) == len({row[2] for row in stored}), "one sender, several contacts"
