@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,13 +15,51 @@ from sqlalchemy.exc import SQLAlchemyError
 from crm_core.config import get_settings
 from crm_core.database import Database, create_db_engine, normalize_database_url
 from crm_core.exceptions import CrmError
-from crm_core.models.api_key import SCOPES
-from crm_core.server import serve
+from crm_core.models.api_key import NAME_MAX_LENGTH, SCOPES
+from crm_core.server import LOG_LEVELS, serve
 from crm_core.services import api_keys
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose every complaint is one line on standard error, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _bounded_int(name: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type=` reading a whole number from `low` to `high` (no bound if None)."""
+    wanted = f"a whole number from {low} to {high}" if high is not None else f"at least {low}"
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {name} {text!r}: {wanted}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"invalid {name} {text!r}: {wanted}")
+        return value
+
+    return read
+
+
+def _key_name(text: str) -> str:
+    if len(text) > NAME_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(f"a key name has at most {NAME_MAX_LENGTH} characters")
+    return text
+
+
+def _key_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a key id (a UUID, as `keys list` shows)"
+        ) from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="crm-core", description="Administer the Aurora CRM core (database: DATABASE_URL)."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -27,23 +67,36 @@ def _parser() -> argparse.ArgumentParser:
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key and print it (shown only once)")
     create.add_argument("--scope", choices=SCOPES, required=True)
-    create.add_argument("--name", default="", help="who or what uses the key")
+    create.add_argument("--name", type=_key_name, default="", help="who or what uses the key")
     actions.add_parser("list", help="list the keys (never the keys themselves)")
     revoke = actions.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id", metavar="ID")
+    revoke.add_argument("key_id", metavar="ID", type=_key_id, help="the id `keys list` shows")
     serve = commands.add_parser(
         "serve", help="run the API: N uvicorn workers, each with its own SO_REUSEPORT socket"
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port",
+        type=_bounded_int("port", 1, 65535),
+        default=8000,
+        help="TCP port, 1-65535 (default: %(default)s)",
+    )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_bounded_int("number of workers", 1),
         default=None,
-        help="worker processes (default: one per CPU on PostgreSQL, 1 on SQLite, whose one "
-        "writer at a time gains nothing from more)",
+        help="worker processes, at least 1 (default: one per CPU on PostgreSQL, 1 on SQLite, "
+        "whose one writer at a time gains nothing from more)",
     )
-    serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default="warning",
+        help="uvicorn's log level (default: %(default)s)",
+    )
     return parser
 
 

@@ -17,7 +17,11 @@ from crm_core.config import Settings, get_settings
 from crm_core.database import Database, create_db_engine
 from crm_core.exceptions import ConfigurationError
 from crm_core.log import configure_logging
-from crm_core.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from crm_core.middleware import (
+    BodySizeLimitMiddleware,
+    ContentEncodingMiddleware,
+    RequestLogMiddleware,
+)
 from crm_core.problems import register_problem_handlers
 from crm_core.services.api_keys import Authenticator
 from crm_core.services.group_commit import GroupCommitter
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         path_limits={"/ingest/messages": settings.max_batch_body_bytes},
     )
+    app.add_middleware(ContentEncodingMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app
 

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids and access log lines, and the request body size limit."""
+"""ASGI middleware: request ids and access log lines, the content coding and size of bodies."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import uuid
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm_core.problems import PROBLEM_MEDIA_TYPE
+from crm_core.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
 
 access_logger = logging.getLogger("crm_core.access")
 
@@ -105,29 +105,64 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
-        body = {
-            "type": "about:blank",
-            "title": "Content Too Large",
-            "status": 413,
-            "detail": _detail(limit),
-            "instance": scope["path"],
-        }
-        request_id = scope.get("state", {}).get("request_id")
-        if request_id:
-            body["request_id"] = request_id
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_problem(scope, send, Problem(413, _detail(limit), title="Content Too Large"))
+
+
+class ContentEncodingMiddleware:
+    """Refuse with 415 a request whose Content-Encoding is anything but `identity` (RFC 9110
+    §15.5.16): the API decodes no content coding, and a body read as if it had none would be
+    refused later as malformed, or worse, taken as it is. Accept-Encoding says what it takes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        codings = _content_codings(scope)
+        if codings:
+            problem = Problem(
+                415,
+                f"Content-Encoding {', '.join(codings)!r} is not supported; send the body "
+                "without a content coding (identity).",
+                kind="unsupported-content-encoding",
+                headers={"Accept-Encoding": "identity"},
+            )
+            await send_problem(scope, send, problem)
+            return
+        await self.app(scope, receive, send)
+
+
+def _content_codings(scope: Scope) -> list[str]:
+    """The request's content codings other than `identity`, as sent (all its headers)."""
+    return [
+        coding
+        for name, value in scope.get("headers", [])
+        if name == b"content-encoding"
+        for coding in (part.strip() for part in value.decode("latin-1").split(","))
+        if coding and coding.lower() != "identity"
+    ]
+
+
+async def send_problem(scope: Scope, send: Send, problem: Problem) -> None:
+    """Answer with a problem before the request's body is read, and close the connection
+    (the unread body would otherwise be taken for the next request)."""
+    body = problem_body(problem, scope["path"])
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close"),
+    ]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in (problem.headers or {}).items()
+    ]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _detail(limit: int) -> str:

@@ -11,7 +11,9 @@ Two business lines use the CRM (see README, "Pipelines"):
   decline (not hired) until the contract is signed, and a declined case can return to triage.
   A contracted case can close without a lawsuit (an out-of-court settlement).
 
-A deal starts at its pipeline's first stage unless it is created at another one of them.
+A deal starts at its pipeline's first stage unless it is created at another one of them. A
+terminal stage is one a deal never leaves: it has no next stages, and every other stage has
+some. `perdido` and `nao_contratado` end a deal but are not terminal, since it may be reopened.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def _pipeline(
         unknown = ({origin, *targets}) - known
         if unknown:
             raise ValueError(f"pipeline {slug}: unknown stages {sorted(unknown)}")
+    for stage in stages:
+        if stage.terminal == bool(moves.get(stage.slug)):
+            state = "terminal but has" if stage.terminal else "not terminal but has no"
+            raise ValueError(f"pipeline {slug}: stage {stage.slug} is {state} next stages")
     transitions = {origin: frozenset(targets) for origin, targets in moves.items()}
     return Pipeline(slug, name, stages, MappingProxyType(transitions))
 
@@ -70,7 +76,7 @@ RODOBENS = _pipeline(
         Stage("analise_credito", "Análise de crédito"),
         Stage("contrato", "Contrato"),
         Stage("ganho", "Ganho", terminal=True),
-        Stage("perdido", "Perdido", terminal=True),
+        Stage("perdido", "Perdido"),
     ),
     {
         "novo": ("qualificacao", "perdido"),
@@ -94,7 +100,7 @@ JURIDICO = _pipeline(
         Stage("ajuizado", "Ação ajuizada"),
         Stage("em_andamento", "Em andamento"),
         Stage("encerrado", "Encerrado", terminal=True),
-        Stage("nao_contratado", "Não contratado", terminal=True),
+        Stage("nao_contratado", "Não contratado"),
     ),
     {
         "triagem": ("consulta", "nao_contratado"),

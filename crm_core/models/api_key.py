@@ -13,6 +13,7 @@ from crm_core.models.base import Base, utcnow
 SCOPE_INGEST = "ingest"
 SCOPE_READWRITE = "readwrite"
 SCOPES = (SCOPE_INGEST, SCOPE_READWRITE)
+NAME_MAX_LENGTH = 100
 
 
 class ApiKey(Base):
@@ -26,7 +27,7 @@ class ApiKey(Base):
     __table_args__ = (CheckConstraint("scope IN ('ingest', 'readwrite')", name="scope_known"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
     scope: Mapped[str] = mapped_column(String(16))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))

@@ -7,12 +7,30 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from crm_core.schemas.ingest import Metadata
 from crm_core.schemas.text import StorableStr
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+Money = Annotated[
+    Decimal,
+    PlainSerializer(lambda value: format(value, ".2f"), return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\d{1,12}\.\d{2}$", "examples": ["1234.50"]},
+        mode="serialization",
+    ),
+]
+"""An amount as every response shows it: a string with exactly two decimals ("1234.50"),
+whether it was sent as 1234.5, "1234.5" or read back from either database."""
 
 
 class DealCreate(BaseModel):
@@ -52,7 +70,7 @@ class DealPublic(BaseModel):
     title: str
     pipeline: str
     stage: str
-    amount: Decimal | None
+    amount: Money | None
     currency: str
     attributes: dict[str, Any]
     created_at: datetime
@@ -77,7 +95,7 @@ class DealsPublic(BaseModel):
 class StagePublic(BaseModel):
     slug: str
     name: str
-    terminal: bool
+    terminal: bool = Field(description="A deal here stays: the stage has no next stages.")
     next_stages: list[str]
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from crm_core.models import AuditEvent, Contact, Deal, Message
 from crm_core.pipelines import JURIDICO, PIPELINES, RODOBENS
+from crm_core.schemas.deal import DealPublic
 from tests.crm_core.conftest import new_key
 
 
@@ -224,3 +225,47 @@ def test_the_api_needs_a_readwrite_key(client: TestClient) -> None:
     for method, path in (("GET", "/contacts"), ("GET", "/deals"), ("GET", "/pipelines")):
         problem(client.request(method, path, headers=ingest_only), 403)
         problem(client.request(method, path, headers={"Authorization": ""}), 401)
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [(1234.5, "1234.50"), ("1234.5", "1234.50"), (1000, "1000.00"), ("0", "0.00"), (0.1, "0.10")],
+)
+def test_an_amount_is_always_shown_with_two_decimals(
+    any_client: TestClient, sent: Any, shown: str
+) -> None:
+    contact_id = ingest(any_client, "5511999999999")["contact_id"]
+    created = create_deal(any_client, contact_id, amount=sent)
+    moved = any_client.post(f"/deals/{created['id']}/stage", json={"stage": "qualificacao"})
+    fetched = any_client.get(f"/deals/{created['id']}")
+    listed = any_client.get("/deals")
+    exported = any_client.get(f"/contacts/{contact_id}/export")
+    assert created["amount"] == shown
+    assert moved.json()["amount"] == shown
+    assert fetched.json()["amount"] == shown
+    assert [deal["amount"] for deal in listed.json()["data"]] == [shown]
+    assert [deal["amount"] for deal in exported.json()["deals"]] == [shown]
+
+
+def test_a_deal_without_an_amount_shows_null(client: TestClient) -> None:
+    contact_id = ingest(client, "5511999999999")["contact_id"]
+    assert create_deal(client, contact_id)["amount"] is None
+
+
+def test_the_openapi_document_says_an_amount_is_a_string() -> None:
+    schema = DealPublic.model_json_schema(mode="serialization")
+    shown = next(
+        kind for kind in schema["properties"]["amount"]["anyOf"] if kind != {"type": "null"}
+    )
+    assert (shown["type"], shown["pattern"]) == ("string", r"^\d{1,12}\.\d{2}$")
+
+
+def test_a_terminal_stage_has_no_next_stages_and_only_it(client: TestClient) -> None:
+    for pipeline in client.get("/pipelines").json():
+        for stage in pipeline["stages"]:
+            where = f"{pipeline['slug']}.{stage['slug']}"
+            assert stage["terminal"] == (stage["next_stages"] == []), where
+    for data in PIPELINES.values():
+        for declared in data.stages:
+            moves_out = data.transitions.get(declared.slug, frozenset())
+            assert declared.terminal == (not moves_out), f"{data.slug}.{declared.slug}"

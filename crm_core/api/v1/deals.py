@@ -35,6 +35,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "The pipeline does not allow that move, or the contact was erased",
         **_PROBLEM,
     },
+    415: {
+        "description": "The body has a Content-Encoding other than identity "
+        "(Accept-Encoding: identity)",
+        **_PROBLEM,
+    },
     422: {"description": "Invalid body, unknown pipeline, stage or contact", **_PROBLEM},
 }
 

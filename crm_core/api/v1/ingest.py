@@ -68,7 +68,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         **_PROBLEM,
     },
     413: {"description": "The body is larger than the limit", **_PROBLEM},
-    415: {"description": "The body is not application/json", **_PROBLEM},
+    415: {
+        "description": "The body is not application/json, or has a Content-Encoding other "
+        "than identity (Accept-Encoding: identity)",
+        **_PROBLEM,
+    },
     422: {"description": "A field is invalid, or the Idempotency-Key was reused", **_PROBLEM},
     503: {"description": "The database does not answer", **_PROBLEM},
 }
