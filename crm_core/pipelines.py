@@ -13,7 +13,8 @@ Two business lines use the CRM (see README, "Pipelines"):
 
 A deal starts at its pipeline's first stage unless it is created at another one of them. A
 terminal stage is one a deal never leaves: it has no next stages, and every other stage has
-some. `perdido` and `nao_contratado` end a deal but are not terminal, since it may be reopened.
+some. `perdido` and `nao_contratado` are closed (the deal has ended) but not terminal, since it
+may be reopened.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ from types import MappingProxyType
 
 @dataclass(frozen=True, slots=True)
 class Stage:
+    """One stage of a pipeline. `terminal`: a deal here never leaves (no next stages).
+    `closed`: a deal here has ended (won, lost, declined, finished), though a closed stage
+    that is not terminal may still be left (a lost sale reopened)."""
+
     slug: str
     name: str
     terminal: bool = False
+    closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,8 @@ def _pipeline(
         if stage.terminal == bool(moves.get(stage.slug)):
             state = "terminal but has" if stage.terminal else "not terminal but has no"
             raise ValueError(f"pipeline {slug}: stage {stage.slug} is {state} next stages")
+        if stage.terminal and not stage.closed:
+            raise ValueError(f"pipeline {slug}: stage {stage.slug} is terminal but not closed")
     transitions = {origin: frozenset(targets) for origin, targets in moves.items()}
     return Pipeline(slug, name, stages, MappingProxyType(transitions))
 
@@ -75,8 +83,8 @@ RODOBENS = _pipeline(
         Stage("proposta", "Proposta"),
         Stage("analise_credito", "Análise de crédito"),
         Stage("contrato", "Contrato"),
-        Stage("ganho", "Ganho", terminal=True),
-        Stage("perdido", "Perdido"),
+        Stage("ganho", "Ganho", terminal=True, closed=True),
+        Stage("perdido", "Perdido", closed=True),
     ),
     {
         "novo": ("qualificacao", "perdido"),
@@ -99,8 +107,8 @@ JURIDICO = _pipeline(
         Stage("contratado", "Contratado"),
         Stage("ajuizado", "Ação ajuizada"),
         Stage("em_andamento", "Em andamento"),
-        Stage("encerrado", "Encerrado", terminal=True),
-        Stage("nao_contratado", "Não contratado"),
+        Stage("encerrado", "Encerrado", terminal=True, closed=True),
+        Stage("nao_contratado", "Não contratado", closed=True),
     ),
     {
         "triagem": ("consulta", "nao_contratado"),

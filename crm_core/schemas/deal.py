@@ -96,6 +96,10 @@ class StagePublic(BaseModel):
     slug: str
     name: str
     terminal: bool = Field(description="A deal here stays: the stage has no next stages.")
+    closed: bool = Field(
+        description="A deal here has ended (won, lost, declined or finished); a closed stage "
+        "that is not terminal can be left (a lost deal reopened)."
+    )
     next_stages: list[str]
 
 

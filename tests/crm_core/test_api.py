@@ -269,3 +269,20 @@ def test_a_terminal_stage_has_no_next_stages_and_only_it(client: TestClient) -> 
         for declared in data.stages:
             moves_out = data.transitions.get(declared.slug, frozenset())
             assert declared.terminal == (not moves_out), f"{data.slug}.{declared.slug}"
+
+
+def test_the_stages_a_deal_ends_at_are_closed_terminal_or_not(client: TestClient) -> None:
+    """`terminal` says a deal never leaves the stage; `closed` says it has ended there. A lost
+    sale is closed but can be reopened, so it is not terminal; a won one is both."""
+    closed = {
+        (pipeline["slug"], stage["slug"]): (stage["closed"], stage["terminal"])
+        for pipeline in client.get("/pipelines").json()
+        for stage in pipeline["stages"]
+        if stage["closed"]
+    }
+    assert closed == {
+        ("rodobens", "ganho"): (True, True),
+        ("rodobens", "perdido"): (True, False),
+        ("juridico", "encerrado"): (True, True),
+        ("juridico", "nao_contratado"): (True, False),
+    }

@@ -60,6 +60,7 @@ def list_pipelines(_principal: ApiPrincipal) -> list[PipelinePublic]:
                     slug=stage.slug,
                     name=stage.name,
                     terminal=stage.terminal,
+                    closed=stage.closed,
                     next_stages=sorted(pipeline.transitions.get(stage.slug, frozenset())),
                 )
                 for stage in pipeline.stages
