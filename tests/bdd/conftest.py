@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 
-from tests.bdd.steps import api, crm_api, databases, ingest, migrations, models, promises
+from tests.bdd.steps import (
+    api,
+    crm_api,
+    databases,
+    ingest,
+    migrations,
+    models,
+    operator,
+    promises,
+)
 from tests.bdd.support.databases import DATABASE_PROPERTY, alembic_config
 from tests.bdd.support.tags import feature_tags
 
@@ -27,6 +36,7 @@ STEP_MODULES: tuple[ModuleType, ...] = (
     ingest,
     migrations,
     models,
+    operator,
     promises,
 )
 """Every step module; a test checks that it lists each file of tests/bdd/steps/."""

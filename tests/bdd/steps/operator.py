@@ -1,0 +1,267 @@
+"""Steps of OS 005's operator criteria (AC-20 to AC-22): amounts shown one way, stages that
+say whether a deal ended there, bodies the server cannot read refused with 415, and the
+command line answering a mistake with one line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pytest_bdd import given, parsers, then, when
+from sqlalchemy.engine import make_url
+
+from tests.bdd.steps.ingest import PATH, WHATSAPP_EXAMPLE, client_of
+from tests.bdd.support.databases import DATABASE_PROPERTY, Backend
+from tests.bdd.support.names import names
+from tests.bdd.support.serving import BIN, free_port
+from tests.conftest import REPO_ROOT
+
+# AC-20: amounts and stages
+
+
+@then(
+    parsers.parse(
+        'o valor do negócio é "{amount}" na resposta e em cada leitura dele: '
+        '"GET /deals/{{deal_id}}", "GET /deals", a mudança para a etapa "{stage}" e a '
+        "exportação do contato"
+    )
+)
+def amount_everywhere(
+    app: FastAPI,
+    response: httpx.Response,
+    amount: str,
+    stage: str,
+    api_credentials: dict[str, str],
+    scenario_ids: dict[str, str],
+) -> None:
+    client = client_of(app)
+    deal_id, contact_id = scenario_ids["deal_id"], scenario_ids["contact_id"]
+    shown = {"POST /deals": response.json()["amount"]}
+    read = client.get(f"/deals/{deal_id}", headers=api_credentials)
+    shown["GET /deals/{id}"] = read.json()["amount"]
+    listed = client.get("/deals", params={"contact_id": contact_id}, headers=api_credentials)
+    shown["GET /deals"] = next(d["amount"] for d in listed.json()["data"] if d["id"] == deal_id)
+    moved = client.post(f"/deals/{deal_id}/stage", json={"stage": stage}, headers=api_credentials)
+    assert moved.status_code == 200, moved.text
+    shown["POST /deals/{id}/stage"] = moved.json()["amount"]
+    export = client.get(f"/contacts/{contact_id}/export", headers=api_credentials)
+    shown["GET /contacts/{id}/export"] = next(
+        d["amount"] for d in export.json()["deals"] if d["id"] == deal_id
+    )
+    assert all(value == amount for value in shown.values()), shown
+    assert Decimal(amount) == Decimal(json.loads(response.request.content)["amount"])
+
+
+def _stages(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{pipeline['slug']}.{stage['slug']}", stage)
+        for pipeline in response.json()
+        for stage in pipeline["stages"]
+    ]
+
+
+@then('toda etapa sem próximas etapas é "terminal", e só ela')
+def terminal_iff_no_next(response: httpx.Response) -> None:
+    wrong = [
+        where
+        for where, stage in _stages(response)
+        if stage["terminal"] != (stage["next_stages"] == [])
+    ]
+    assert not wrong, wrong
+    assert any(stage["terminal"] for _, stage in _stages(response))
+
+
+@then(
+    parsers.parse('as etapas encerradas ("closed") são "{stages}"'),
+    converters={"stages": names},
+)
+def closed_stages(response: httpx.Response, stages: tuple[str, ...]) -> None:
+    closed = {where for where, stage in _stages(response) if stage["closed"]}
+    assert closed == set(stages), closed
+    terminal = {where for where, stage in _stages(response) if stage["terminal"]}
+    assert terminal <= closed, terminal - closed
+
+
+# AC-21: a content coding the server does not decode
+
+
+def _coded(body: bytes, coding: str) -> bytes:
+    """`body` in the content coding named (RFC 9110 §8.4.1); a coding this module has no
+    encoder for (br) is sent as it is, still labelled: the server must refuse it unread."""
+    if coding == "gzip":
+        return gzip.compress(body)
+    if coding == "deflate":
+        return zlib.compress(body)
+    return body
+
+
+@when(
+    parsers.parse(
+        'eu envio a "{path:Path}" o exemplo WhatsApp com Content-Encoding "{coding}"',
+        extra_types=PATH,
+    ),
+    target_fixture="response",
+)
+def post_coded(
+    app: FastAPI, path: str, coding: str, api_credentials: dict[str, str]
+) -> httpx.Response:
+    document: dict[str, Any] = dict(WHATSAPP_EXAMPLE)
+    if path == "/ingest/messages":
+        document = {"messages": [WHATSAPP_EXAMPLE]}
+    body = _coded(json.dumps(document).encode(), coding)
+    headers = {**api_credentials, "content-type": "application/json", "content-encoding": coding}
+    response: httpx.Response = client_of(app).post(path, content=body, headers=headers)
+    return response
+
+
+@then(parsers.parse('a resposta tem o cabeçalho "{name}" com o valor "{value}"'))
+def response_header(response: httpx.Response, name: str, value: str) -> None:
+    assert response.headers.get(name) == value, dict(response.headers)
+
+
+# AC-22: the command line
+
+
+@dataclass
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@when(parsers.parse('eu rodo "crm-core {arguments}"'), target_fixture="finished")
+def run_cli(arguments: str, sqlite_url: str) -> Finished:
+    result = subprocess.run(
+        [str(BIN / "crm-core"), *arguments.split()],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Finished(result.returncode, result.stdout, result.stderr)
+
+
+@then(parsers.parse("o comando termina com o código {code:d}"))
+def exit_code(finished: Finished, code: int) -> None:
+    assert finished.code == code, finished
+
+
+@then(parsers.parse('a saída de erro é uma linha só, que cita "{word}", sem traceback'))
+def one_line(finished: Finished, word: str) -> None:
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert word in lines[0], lines[0]
+    assert "Traceback" not in finished.stderr + finished.stdout
+
+
+@dataclass
+class Served:
+    url: str
+    secret: str
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+
+
+@given(
+    parsers.parse(
+        'a URL de um banco {backend:w} vivo, com a senha "{secret}" quando o banco tem senha'
+    ),
+    converters={"backend": Backend},
+    target_fixture="served",
+)
+def database_with_password(
+    backend: Backend, secret: str, sqlite_url: str, request: pytest.FixtureRequest
+) -> Served:
+    url = sqlite_url
+    if backend is Backend.POSTGRESQL:
+        # the test server trusts loopback, so any password is accepted and none is needed
+        live = make_url(request.getfixturevalue("postgres_url"))
+        url = live.set(password=secret).render_as_string(hide_password=False)
+    request.node.user_properties.append((DATABASE_PROPERTY, f"{backend} live"))
+    return Served(url, secret)
+
+
+@when(parsers.parse('eu inicio "crm-core serve --workers {workers:d}" nesse banco'))
+def start_serve(served: Served, workers: int) -> None:
+    served.port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "crm-core"), "serve", "--port", str(served.port), "--workers", str(workers)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": served.url, "CRM_LOG_LEVEL": "INFO"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 60
+    try:
+        while sum("listening on" in line for line in served.lines) < workers:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"{workers} workers did not say they listen in 60 s: {served.lines}")
+            try:
+                served.lines.append(lines.get(timeout=remaining))
+            except queue.Empty:
+                continue
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        while not lines.empty():
+            served.lines.append(lines.get())
+
+
+@then(
+    parsers.parse(
+        "cada um dos {workers:d} workers registra uma linha com o endereço em que escuta, o "
+        "número de workers e o banco"
+    )
+)
+def listening_lines(served: Served, workers: int) -> None:
+    entries = []
+    for line in served.lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if "listening on" in str(entry.get("message", "")):
+            entries.append(entry)
+    assert sorted(entry["worker"] for entry in entries) == list(range(1, workers + 1)), entries
+    shown = make_url(served.url).render_as_string(hide_password=True)
+    for entry in entries:
+        assert f"http://127.0.0.1:{served.port}" in entry["message"], entry
+        assert entry["workers"] == workers, entry
+        assert entry["database"].split("://")[0].split("+")[0] == shown.split("://")[0], entry
+        assert entry["database"].split("@")[-1] == shown.split("@")[-1], entry
+
+
+@then(parsers.parse('nenhuma linha do servidor mostra "{secret}"'))
+def secret_hidden(served: Served, secret: str) -> None:
+    assert served.lines, "the server said nothing"
+    assert not any(secret in line for line in served.lines), served.lines
