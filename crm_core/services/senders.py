@@ -75,17 +75,10 @@ def e164_digits(raw: str, region: str) -> str:
         return _jid_number(user, server.lower(), region)
     if not _PHONE_TEXT.fullmatch(raw) or "+" in raw[1:]:
         raise InvalidSenderError(_not_a_number(region))
-    if raw.startswith("+"):
-        readings = [_parsed(raw, None)]
-    else:
-        readings = [_parsed(f"+{raw}", None), _parsed(raw, region)]
-    possible = [number for number in readings if number is not None]
-    chosen = next((n for n in possible if phonenumbers.is_valid_number(n)), None)
-    if chosen is None and possible:
-        chosen = possible[0]
-    if chosen is None:
+    number = _read_number(raw, region)
+    if number is None:
         raise InvalidSenderError(_not_a_number(region))
-    return phonenumbers.format_number(chosen, PhoneNumberFormat.E164)[1:]
+    return _digits(number)
 
 
 def brazilian_canonical(digits: str) -> str:
@@ -116,6 +109,20 @@ def _canonical_whatsapp_id(sender_id: str, region: str) -> str:
     return brazilian_canonical(e164_digits(sender_id, region))
 
 
+def _read_number(raw: str, region: str) -> PhoneNumber | None:
+    """The first of: valid international, valid national, possible international, possible
+    national (a `+` allows only the international reading)."""
+    if raw.startswith("+"):
+        return _parsed(raw, None)
+    international = _parsed(f"+{raw}", None)
+    if international is not None and phonenumbers.is_valid_number(international):
+        return international
+    national = _parsed(raw, region)
+    if national is not None and phonenumbers.is_valid_number(national):
+        return national
+    return international or national
+
+
 def _jid_number(user: str, server: str, region: str) -> str:
     if server == GROUP_JID_SERVER:
         raise InvalidSenderError(
@@ -131,7 +138,7 @@ def _jid_number(user: str, server: str, region: str) -> str:
     number = _parsed(f"+{user_part['number']}", None) if user_part else None
     if number is None:
         raise InvalidSenderError(_not_a_number(region))
-    return phonenumbers.format_number(number, PhoneNumberFormat.E164)[1:]
+    return _digits(number)
 
 
 def _parsed(text: str, region: str | None) -> PhoneNumber | None:
@@ -142,9 +149,14 @@ def _parsed(text: str, region: str | None) -> PhoneNumber | None:
         return None
     if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
         return None
-    if len(phonenumbers.format_number(number, PhoneNumberFormat.E164)) - 1 > E164_MAX_DIGITS:
+    if len(_digits(number)) > E164_MAX_DIGITS:
         return None
     return number
+
+
+def _digits(number: PhoneNumber) -> str:
+    """E.164 without the `+`: the country code, then the national significant number."""
+    return f"{number.country_code}{phonenumbers.national_significant_number(number)}"
 
 
 def _not_a_number(region: str) -> str:
