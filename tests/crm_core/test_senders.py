@@ -171,6 +171,8 @@ def test_every_form_of_a_number_is_one_contact_on_every_route(client: TestClient
         found = client.get("/contacts", params={"source": "whatsapp", "sender_id": form}).json()
         assert [c["id"] for c in found["data"]] == [contact_id], form
         assert found["data"][0]["sender_id"] == "5521987650001"
+    group = {"source": "whatsapp", "sender_id": "120363040000000000@g.us"}
+    assert client.get("/contacts", params=group).json()["data"] == []  # a filter, not a 422
     messages = client.get(f"/contacts/{contact_id}/messages").json()["data"]
     assert sorted(m["sender_id"] for m in messages) == sorted(FORMS)  # kept as sent
 
