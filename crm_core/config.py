@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
+import phonenumbers
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
             "same key and body takes the key over (its first request died before committing)."
         ),
     )
+    default_region: str = Field(
+        default="BR",
+        description=(
+            "ISO 3166-1 alpha-2 region of phone numbers written in national form, e.g. "
+            "(21) 98765-0001 (see crm_core.services.senders)."
+        ),
+    )
     ingest_validation_only: bool = Field(
         default=False,
         description=(
@@ -69,6 +77,16 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _known_region(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region libphonenumber knows (e.g. BR, PT, US)")
+        return region
 
 
 @lru_cache

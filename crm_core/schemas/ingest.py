@@ -148,7 +148,10 @@ class IngestMessage(BaseModel):
         description="The channel, a lowercase slug: whatsapp, instagram, webchat, ..."
     )
     sender_id: SenderId = Field(
-        description="The person's id on that channel (E.164 digits for WhatsApp)."
+        description=(
+            "The person's id on that channel. For WhatsApp a phone number (E.164 digits, or a "
+            "national form of CRM_DEFAULT_REGION) or the person's JID (…@s.whatsapp.net)."
+        )
     )
     content: Content = Field(description="The message text (may be empty for media).")
     metadata: Metadata = Field(

@@ -42,7 +42,9 @@ def list_contacts(
 
 
 def _canonical(source: str | None, sender_id: str) -> str:
-    """With a source, a sender is looked up as stored (both forms of a Brazilian mobile)."""
+    """With a source, a sender is looked up in its canonical form, as the ingest stores it (so
+    any form of a number finds its contact); an id the ingest would refuse is looked up as
+    given, so it finds nothing new but still finds rows stored before a rule changed."""
     if source is None:
         return sender_id
     try:

@@ -73,6 +73,25 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.log_level == "DEBUG"
 
 
+def test_the_default_region_is_brazil_and_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRM_DEFAULT_REGION", raising=False)
+    assert Settings().default_region == "BR"
+    monkeypatch.setenv("CRM_DEFAULT_REGION", " pt ")
+    assert Settings().default_region == "PT"
+
+
+def test_an_unknown_default_region_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_DEFAULT_REGION", "XX")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match=r"default_region.*not a region"):
+            create_app()
+    finally:
+        get_settings.cache_clear()
+
+
 def test_a_bad_setting_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRM_LOG_LEVEL", "chatty")
     get_settings.cache_clear()

@@ -42,7 +42,7 @@ def list_contacts(
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> ContactsPublic:
-    """Filter by `source` and `sender_id` (with a source, either form of a phone number).
+    """Filter by `source` and `sender_id` (with a source, any form of it the ingest accepts).
 
     Contacts come in the order they were created. Following `next_cursor`, then polling from
     `end_cursor`, gives each contact exactly once, even while others are being created.
