@@ -1,6 +1,6 @@
 # language: pt
 Funcionalidade: OS 005 — A primeira hora do operador: valores, etapas, corpos e linha de comando
-  Ordem de Serviço OS-CODEX-AURORA-CRM-INGEST-20260110-005, critérios AC-20 a AC-22.
+  Ordem de Serviço OS-CODEX-AURORA-CRM-INGEST-20260110-005, critérios AC-20 a AC-23.
   O que quem instala e opera o crm_core encontra primeiro: um valor que a API mostra sempre do
   mesmo jeito, etapas que dizem a verdade sobre si, um corpo que o servidor não sabe ler
   recusado com o status certo, e uma linha de comando que responde a um engano com uma linha.
@@ -77,3 +77,42 @@ Funcionalidade: OS 005 — A primeira hora do operador: valores, etapas, corpos 
       | banco      |
       | SQLite     |
       | PostgreSQL |
+
+  @OS-005 @AC-23
+  Esquema do Cenário: "<enviado>" no WhatsApp é a mesma pessoa que "5521987650001" (<forma>, <banco>)
+    Dado o app do crm_core no banco <banco> migrado
+    E uma chave de API de escopo "ingest"
+    E que o WhatsApp entregou a mensagem "primeira" de "5521987650001" com o id "wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtMA"
+    Quando o WhatsApp entrega a mensagem "na outra forma" de "<enviado>" com o id "<id>"
+    Então a resposta tem o status 202
+    E a tabela "crm_contacts" do app tem 1 linha(s)
+    E o contato gravado tem o remetente "5521987650001"
+
+    Exemplos:
+      | enviado                         | forma                                    | id                                           | banco      |
+      | (21) 98765-0001                 | forma nacional, região padrão BR         | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtMQ | SQLite     |
+      | (21) 98765-0001                 | forma nacional, região padrão BR         | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtMQ | PostgreSQL |
+      | +55 21 98765-0001               | internacional com +                      | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtMg | SQLite     |
+      | 5521987650001@s.whatsapp.net    | JID                                      | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtMw | SQLite     |
+      | 5521987650001@s.whatsapp.net    | JID                                      | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtMw | PostgreSQL |
+      | 5521987650001:12@s.whatsapp.net | JID com sufixo de dispositivo            | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtNA | SQLite     |
+      | 5521987650001@c.us              | JID de gateway                           | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtNQ | SQLite     |
+      | 552187650001                    | número possível, não válido: 12 dígitos  | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtNg | SQLite     |
+      | 552187650001                    | número possível, não válido: 12 dígitos  | wamid.HBgNNTUyMTk4NzY1MDAwMRUCABEYEkFDMjMtNg | PostgreSQL |
+
+  @OS-005 @AC-23
+  Esquema do Cenário: "<enviado>" não é o número de uma pessoa: 422, e nada é gravado (<motivo>)
+    Dado o app do crm_core com o banco migrado
+    E uma chave de API de escopo "ingest"
+    Quando eu envio ao "/ingest/message" uma mensagem do WhatsApp de "<enviado>"
+    Então a resposta tem o status 422
+    E a resposta é um problem+json com o status 422
+    E a tabela "crm_messages" do app tem 0 linha(s)
+    E a tabela "crm_contacts" do app tem 0 linha(s)
+
+    Exemplos:
+      | enviado                   | motivo                              |
+      | 120363012345678901@g.us   | um grupo não é uma pessoa           |
+      | 1-800-FLOWERS             | letras                              |
+      | 98765-0001                | número local sem o código de área   |
+      | 5521987650001234567       | mais de 15 dígitos                  |

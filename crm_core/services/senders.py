@@ -18,9 +18,14 @@ What is accepted, and how it is read:
 - A number without `+` is read two ways: as international, country code first (how WhatsApp
   sends ids: `5511999999999`), and as a national number of the default region (setting
   `CRM_DEFAULT_REGION`, `BR` unless set: `(21) 98765-0001`, `021 98765-0001`). The first of
-  these wins: valid international, valid national, possible international, possible national.
-  So a WhatsApp id that is valid as sent is never re-read as national, and `(11) 98765-4321`
-  (São Paulo) is not taken for a North American number that cannot exist.
+  these wins: valid international, valid national, possible international; valid is judged
+  after the ninth-digit rule below, and a merely possible reading is taken only for digits
+  alone (a channel's id, like the 12-digit form below), never for a number a person wrote with
+  separators and no `+`. So a WhatsApp id that is valid as sent is never re-read as national,
+  `(11) 98765-4321` (São Paulo) is not taken for a North American number that cannot exist,
+  `(21) 8765-0001` (an old mobile) is `5521987650001`, and `98765-0001` (a local number
+  without its area code, which BR's plan and Iran's `+98` both call possible) is refused
+  rather than filed under a number that is nobody's.
 - Digits, white space, `(`, `)`, `.`, `-` and one leading `+` only: letters (`1-800-FLOWERS`),
   extensions and anything else are refused, as is a number libphonenumber cannot parse, that
   is not possible (a local number without its area code included) or is over 15 digits.
@@ -110,17 +115,30 @@ def _canonical_whatsapp_id(sender_id: str, region: str) -> str:
 
 
 def _read_number(raw: str, region: str) -> PhoneNumber | None:
-    """The first of: valid international, valid national, possible international, possible
-    national (a `+` allows only the international reading)."""
+    """The first of: valid international, valid national, possible international (digits
+    alone: a channel's id). A `+` allows only the international reading. Valid is judged after
+    the Brazilian ninth-digit rule, so an old 8-digit mobile written with its area code counts."""
     if raw.startswith("+"):
         return _parsed(raw, None)
     international = _parsed(f"+{raw}", None)
-    if international is not None and phonenumbers.is_valid_number(international):
+    if international is not None and _valid(international):
         return international
     national = _parsed(raw, region)
-    if national is not None and phonenumbers.is_valid_number(national):
+    if national is not None and _valid(national):
         return national
-    return international or national
+    # A number a person wrote (separators, no `+`) must be valid: `98765-0001`, a local number
+    # without its area code, is possible in BR's plan and as Iran's +98, and would file the
+    # message under a number that is nobody's.
+    return international if raw.isdigit() else None
+
+
+def _valid(number: PhoneNumber) -> bool:
+    """libphonenumber's `is_valid_number`, for the number with its Brazilian ninth digit."""
+    digits = _digits(number)
+    canonical = brazilian_canonical(digits)
+    if canonical != digits:
+        number = phonenumbers.parse(f"+{canonical}", None)
+    return bool(phonenumbers.is_valid_number(number))
 
 
 def _jid_number(user: str, server: str, region: str) -> str:

@@ -101,6 +101,10 @@ def test_jids_that_are_not_a_persons_number_are_refused(raw: str, reason: str) -
         "55+11999999999",
         "(21) 98765",
         "++5511999999999",
+        # a local number without its area code: possible in BR's plan and as Iran's +98, but
+        # written by a person, so it must be valid, and filing it under +98 would be nobody's
+        "98765-0001",
+        "3333-4444",
     ],
 )
 def test_whatsapp_ids_that_are_not_phone_numbers_are_refused(raw: str) -> None:
