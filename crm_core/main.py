@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 
 from crm_core import __version__
-from crm_core.api import health
+from crm_core.api import docs, health
 from crm_core.api.deps import refuse_unstorable_parameters
 from crm_core.api.v1 import contacts, deals, ingest
 from crm_core.config import Settings, get_settings
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Headless CRM runtime: message ingest, contacts, deals and pipelines.",
         lifespan=lifespan,
+        docs_url=None,  # crm_core.api.docs serves both pages from the package, not a CDN
+        redoc_url=None,
         dependencies=[Depends(refuse_unstorable_parameters)],
     )
     app.state.settings = settings
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = Authenticator(database.engine, settings.api_key_cache_seconds)
     register_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.mount(docs.STATIC_PATH, docs.static_files(), name="static")
     app.include_router(ingest.router)
     app.include_router(contacts.router)
     app.include_router(deals.router)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crm_core.config import Settings
 from crm_core.models.api_key import SCOPE_INGEST, SCOPE_READWRITE
@@ -23,6 +24,20 @@ ANONYMOUS = Principal("anonymous", SCOPE_READWRITE)
 """The caller when authentication is switched off (CRM_AUTH_ENABLED=false)."""
 
 SIGNATURE_HEADER = "x-hub-signature-256"
+
+api_key = HTTPBearer(
+    scheme_name="apiKey",
+    bearerFormat="crm_<12 hex>_<43 characters>",
+    description="An API key from `crm-core keys create`, sent as `Authorization: Bearer <key>` "
+    "(RFC 6750 §2.1). An `ingest` key may only post messages; a `readwrite` key may use "
+    "every route.",
+    auto_error=False,
+)
+"""The API key as the OpenAPI document declares it (`components.securitySchemes`: HTTP bearer).
+
+Each route that depends on `authenticate_ingest`, `IngestPrincipal` or `ApiPrincipal` lists it in
+its `security`, which gives Swagger UI its "Authorize" button. With `auto_error=False` it never
+answers by itself: the 401 and 403 problems stay those of `_requiring`."""
 
 
 async def require_json_body(request: Request) -> None:
@@ -90,16 +105,22 @@ def _unauthorized(detail: str) -> Problem:
     )
 
 
-def _requiring(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
-    async def authenticate(request: Request) -> Principal:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(api_key)]
+
+
+def _requiring(*scopes: str) -> Callable[..., Awaitable[Principal]]:
+    async def authenticate(request: Request, _declared: Credentials = None) -> Principal:
+        """The request's principal; `_declared` only puts the key into the OpenAPI document,
+        since the ingest routes call this with the request alone (crm_core.api.v1.ingest)."""
         settings = get_app_settings(request)
         if not settings.auth_enabled:
             return ANONYMOUS
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        credentials = await api_key(request)
+        token = credentials.credentials.strip() if credentials is not None else ""
+        if not token:
             raise _unauthorized("Send an API key: Authorization: Bearer <key>.")
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await authenticator.resolve(token.strip())
+        principal = await authenticator.resolve(token)
         if principal is None:
             raise _unauthorized("The API key is not valid (unknown, malformed or revoked).")
         if principal.scope not in scopes:
