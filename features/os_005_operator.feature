@@ -1,6 +1,6 @@
 # language: pt
 Funcionalidade: OS 005 — A primeira hora do operador: valores, etapas, corpos e linha de comando
-  Ordem de Serviço OS-CODEX-AURORA-CRM-INGEST-20260110-005, critérios AC-20 a AC-23.
+  Ordem de Serviço OS-CODEX-AURORA-CRM-INGEST-20260110-005, critérios AC-20 a AC-24.
   O que quem instala e opera o crm_core encontra primeiro: um valor que a API mostra sempre do
   mesmo jeito, etapas que dizem a verdade sobre si, um corpo que o servidor não sabe ler
   recusado com o status certo, e uma linha de comando que responde a um engano com uma linha.
@@ -116,3 +116,33 @@ Funcionalidade: OS 005 — A primeira hora do operador: valores, etapas, corpos 
       | 1-800-FLOWERS             | letras                              |
       | 98765-0001                | número local sem o código de área   |
       | 5521987650001234567       | mais de 15 dígitos                  |
+
+  @OS-005 @AC-21
+  Esquema do Cenário: Um corpo de 10 MB acima do limite recebe o 413 problem+json, e nada é gravado (<cliente>)
+    Dado o crm_core servido de verdade num banco migrado, com o limite de corpo padrão
+    Quando um cliente <cliente> envia a "/ingest/message" uma mensagem de 10 MB
+    Então o cliente lê a resposta 413 em problem+json, que cita o limite
+    E o servidor não gravou nenhum contato
+
+    Exemplos:
+      | cliente                                                  |
+      | que escreve o corpo inteiro antes de ler (urllib)        |
+      | que escreve o corpo inteiro em chunks antes de ler       |
+
+  @OS-005 @AC-24
+  Esquema do Cenário: "<página>" vem do próprio pacote: nenhum arquivo de outro endereço
+    Dado o app do crm_core com o banco migrado
+    Quando eu abro "<página>" sem chave
+    Então a página carrega só arquivos que o próprio servidor serve, e a política de conteúdo só permite a própria origem
+
+    Exemplos:
+      | página |
+      | /docs  |
+      | /redoc |
+
+  @OS-005 @AC-24
+  Cenário: O documento OpenAPI declara a chave de API como segurança bearer exatamente nas operações que a exigem
+    Dado o app do crm_core com o banco migrado
+    Quando eu leio "/openapi.json" sem chave
+    Então o documento declara um esquema de segurança HTTP bearer
+    E cada operação declara a chave exatamente quando recusa com 401 quem chega sem ela

@@ -1,4 +1,5 @@
-"""The API served for real: uvicorn in a child process, on a free port and a migrated SQLite file.
+"""The API served for real: uvicorn in a child process, on a free port and a migrated SQLite file,
+and the clients that talk to it as simple ones do (the whole request written before reading).
 
 For the tests that need a real HTTP server (a socket, uvicorn's own HTTP parser, a browser)
 rather than the in-process TestClient. The database is migrated with `alembic upgrade head` and
@@ -7,12 +8,15 @@ the key made with `crm-core keys create`, both in child processes, as an operato
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,3 +101,36 @@ def live_server(folder: Path, **settings: str) -> Iterator[LiveServer]:
             server.kill()
             server.wait()
         log.close()
+
+
+def message(size: int) -> bytes:
+    """A valid message body of exactly `size` bytes (JSON padded with trailing spaces), from a
+    sender no other message has."""
+    sender = f"55119{uuid.uuid4().int % 10**8:08d}"
+    document = json.dumps({"source": "whatsapp", "sender_id": sender, "content": "hello"})
+    raw = document.encode()
+    assert len(raw) <= size
+    return raw + b" " * (size - len(raw))
+
+
+def raw_exchange(
+    server: LiveServer, head: list[str], body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """Send the whole request (`head` lines, then `body`) with one blocking sendall, then read
+    the answer: its status, headers (lower-case names) and body (de-chunked)."""
+    lines = [*head, f"Host: {server.host}:{server.port}", f"Authorization: Bearer {server.key}"]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        sock.sendall(request)
+        answer = http.client.HTTPResponse(sock, method="POST")
+        answer.begin()
+        headers = {name.lower(): value for name, value in answer.getheaders()}
+        return answer.status, headers, answer.read()
+
+
+def chunked(body: bytes, size: int = 65536) -> bytes:
+    parts = [
+        f"{len(body[at : at + size]):x}\r\n".encode() + body[at : at + size] + b"\r\n"
+        for at in range(0, len(body), size)
+    ]
+    return b"".join(parts) + b"0\r\n\r\n"

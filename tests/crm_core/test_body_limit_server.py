@@ -8,18 +8,16 @@ HTTP parser (a child process), and check the client reads the problem and nothin
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from crm_core.config import Settings
-from tests.crm_core.live_server import LiveServer, live_server
+from tests.crm_core.live_server import LiveServer, chunked, live_server, message, raw_exchange
 
 LIMIT = Settings.model_fields["max_body_bytes"].default
 """CRM_MAX_BODY_BYTES left at its default (1 MiB)."""
@@ -30,39 +28,6 @@ TEN_MB = 10_000_000
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(tmp_path_factory.mktemp("body-limit")) as running:
         yield running
-
-
-def message(size: int) -> bytes:
-    """A valid message body of exactly `size` bytes (JSON padded with trailing spaces), from a
-    sender no other message has."""
-    sender = f"55119{uuid.uuid4().int % 10**8:08d}"
-    document = json.dumps({"source": "whatsapp", "sender_id": sender, "content": "hello"})
-    raw = document.encode()
-    assert len(raw) <= size
-    return raw + b" " * (size - len(raw))
-
-
-def raw_exchange(
-    server: LiveServer, head: list[str], body: bytes
-) -> tuple[int, dict[str, str], bytes]:
-    """Send the whole request (`head` lines, then `body`) with one blocking sendall, then read
-    the answer: its status, headers (lower-case names) and body (de-chunked)."""
-    lines = [*head, f"Host: {server.host}:{server.port}", f"Authorization: Bearer {server.key}"]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-    with socket.create_connection((server.host, server.port), timeout=60) as sock:
-        sock.sendall(request)
-        answer = http.client.HTTPResponse(sock, method="POST")
-        answer.begin()
-        headers = {name.lower(): value for name, value in answer.getheaders()}
-        return answer.status, headers, answer.read()
-
-
-def chunked(body: bytes, size: int = 65536) -> bytes:
-    parts = [
-        f"{len(body[at : at + size]):x}\r\n".encode() + body[at : at + size] + b"\r\n"
-        for at in range(0, len(body), size)
-    ]
-    return b"".join(parts) + b"0\r\n\r\n"
 
 
 def contacts(server: LiveServer) -> int:

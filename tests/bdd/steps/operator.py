@@ -1,6 +1,8 @@
-"""Steps of OS 005's operator criteria (AC-20 to AC-22): amounts shown one way, stages that
-say whether a deal ended there, bodies the server cannot read refused with 415, and the
-command line answering a mistake with one line."""
+"""Steps of OS 005's operator criteria (AC-20 to AC-24): amounts shown one way, stages that
+say whether a deal ended there, bodies the server cannot read refused with 415 or 413 (even
+by a client that writes the whole body first), the command line answering a mistake with one
+line, senders read as people and WhatsApp write them, and the documentation served offline
+with the key it needs."""
 
 from __future__ import annotations
 
@@ -8,13 +10,19 @@ import gzip
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,11 +31,13 @@ from fastapi import FastAPI
 from pytest_bdd import given, parsers, then, when
 from sqlalchemy.engine import make_url
 
+from crm_core.config import Settings
 from tests.bdd.steps.ingest import PATH, WHATSAPP_EXAMPLE, client_of
 from tests.bdd.support.databases import DATABASE_PROPERTY, Backend
 from tests.bdd.support.names import names
 from tests.bdd.support.serving import BIN, free_port
 from tests.conftest import REPO_ROOT
+from tests.crm_core.live_server import LiveServer, chunked, live_server, message, raw_exchange
 
 # AC-20: amounts and stages
 
@@ -267,3 +277,128 @@ def listening_lines(served: Served, workers: int) -> None:
 def secret_hidden(served: Served, secret: str) -> None:
     assert served.lines, "the server said nothing"
     assert not any(secret in line for line in served.lines), served.lines
+
+
+# AC-21: a body over the limit, read by a client that writes it all first
+
+
+@given(
+    "o crm_core servido de verdade num banco migrado, com o limite de corpo padrão",
+    target_fixture="live",
+)
+def served_for_real(tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(tmp_path) as running:
+        yield running
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@when(
+    parsers.parse(
+        'um cliente {kind} envia a "{path:Path}" uma mensagem de {megabytes:d} MB',
+        extra_types=PATH,
+    ),
+    target_fixture="answer",
+)
+def send_oversize(live: LiveServer, kind: str, path: str, megabytes: int) -> Answer:
+    body = message(megabytes * 1_000_000)
+    if "urllib" in kind:
+        request = urllib.request.Request(
+            live.url + path,
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {live.key}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answered:
+                return Answer(answered.status, answered.headers["Content-Type"], answered.read())
+        except urllib.error.HTTPError as refused:
+            return Answer(refused.code, refused.headers["Content-Type"], refused.read())
+    assert "chunks" in kind, kind
+    head = [f"POST {path} HTTP/1.1", "Content-Type: application/json"]
+    status, headers, answer = raw_exchange(
+        live, [*head, "Transfer-Encoding: chunked"], chunked(body)
+    )
+    return Answer(status, headers.get("content-type", ""), answer)
+
+
+@then("o cliente lê a resposta 413 em problem+json, que cita o limite")
+def reads_413(answer: Answer) -> None:
+    assert answer.status == 413, answer
+    assert answer.content_type == "application/problem+json", answer
+    problem = json.loads(answer.body)
+    assert problem["status"] == 413, problem
+    assert str(Settings.model_fields["max_body_bytes"].default) in problem["detail"], problem
+
+
+@then("o servidor não gravou nenhum contato")
+def nothing_stored_live(live: LiveServer) -> None:
+    listed = live.get("/contacts?limit=10")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["data"] == [], listed.json()
+
+
+# AC-24: the documentation, offline, and the key it declares
+
+
+@when(parsers.parse('eu abro "{page}" sem chave'), target_fixture="response")
+@when(parsers.parse('eu leio "{page}" sem chave'), target_fixture="response")
+def open_anonymous(app: FastAPI, page: str) -> httpx.Response:
+    response: httpx.Response = client_of(app).get(page)
+    assert response.status_code == 200, response.text
+    return response
+
+
+_LINKED = re.compile(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""")
+
+
+@then(
+    "a página carrega só arquivos que o próprio servidor serve, e a política de conteúdo só "
+    "permite a própria origem"
+)
+def page_is_self_contained(app: FastAPI, response: httpx.Response) -> None:
+    policy = response.headers.get("content-security-policy", "")
+    assert "default-src 'self'" in policy, policy
+    assert "http" not in policy, policy
+    linked = _LINKED.findall(response.text)
+    assert linked, response.text
+    for url in linked:
+        assert url.startswith("/"), url
+        assert not url.startswith("//"), url
+        asset = client_of(app).get(url)
+        assert asset.status_code == 200, url
+        assert asset.content, url
+    assert not re.search(r"https?://", response.text.replace(str(response.url), "")), response.text
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+@then("o documento declara um esquema de segurança HTTP bearer")
+def bearer_scheme(response: httpx.Response) -> None:
+    schemes = response.json()["components"]["securitySchemes"]
+    assert [(s["type"], s["scheme"]) for s in schemes.values()] == [("http", "bearer")], schemes
+
+
+@then("cada operação declara a chave exatamente quando recusa com 401 quem chega sem ela")
+def security_matches_refusals(app: FastAPI, response: httpx.Response) -> None:
+    document = response.json()
+    (scheme,) = document["components"]["securitySchemes"]
+    found = _operations(document)
+    assert len(found) >= 10, found
+    for path, method, operation in found:
+        url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+        refused = client_of(app).request(method, url, json={"source": "x"}).status_code == 401
+        declared = operation.get("security") == [{scheme: []}]
+        assert declared == refused, (method, path, operation.get("security"))
