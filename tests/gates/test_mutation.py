@@ -23,7 +23,7 @@ from gates.certify.mutation import (
 )
 from gates.certify.verdict import CriterionResult, CriterionVerdict, Decision, Proof, _with_mutation
 from gates.orders.model import Criterion, MutationPolicy
-from gates.record.publish import certify
+from gates.record.publish import CertifyResult, certify
 from tests.gates.certify_project import SPEC, Project, make_project, spec
 
 APP = """\
@@ -97,8 +97,24 @@ def project(tmp_path: Path) -> Project:
     return project
 
 
-def test_a_scenario_that_asserts_nothing_proves_nothing(project: Project) -> None:
-    (result,) = certify(project.root, check=True)
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, CertifyResult]:
+    """The project certified once (records written), shared by the tests that read what one
+    certification measured: a certify with mutation testing takes many seconds."""
+    project = make_project(tmp_path_factory.mktemp("certified") / "demo")
+    project.write("src/app.py", APP)
+    project.write("features/demo.feature", FEATURE)
+    project.write("tests/bdd/test_demo.py", STEPS)
+    project.commit("a fee, a real scenario and a vacuous one")
+    with_mutation(project, "{mutants: 6}")
+    (result,) = certify(project.root)
+    return project, result
+
+
+def test_a_scenario_that_asserts_nothing_proves_nothing(
+    certified: tuple[Project, CertifyResult],
+) -> None:
+    _, result = certified
     verdicts = {c.criterion.id: c for c in result.evaluation.criteria}
     real, vacuous = verdicts["AC-01"], verdicts["AC-03"]
     assert real.verdict is CriterionVerdict.PASS
@@ -113,8 +129,10 @@ def test_a_scenario_that_asserts_nothing_proves_nothing(project: Project) -> Non
     assert any("AC-03 NÃO VERIFICADO: prova sem efeito" in r for r in result.evaluation.reasons)
 
 
-def test_the_figure_is_in_the_record_and_its_twin(project: Project) -> None:
-    (result,) = certify(project.root)
+def test_the_figure_is_in_the_record_and_its_twin(
+    certified: tuple[Project, CertifyResult],
+) -> None:
+    project, result = certified
     assert result.record is not None
     record = (project.root / result.record).read_text(encoding="utf-8")
     twin = json.loads((project.root / result.record.with_suffix(".json")).read_text())
@@ -166,9 +184,9 @@ def test_mutation_can_be_turned_off_per_os(project: Project) -> None:
 
 
 def test_the_same_content_reuses_its_mutation_evidence_even_in_a_fresh_clone(
-    project: Project, tmp_path: Path
+    certified: tuple[Project, CertifyResult], tmp_path: Path
 ) -> None:
-    (first,) = certify(project.root)
+    project, first = certified
     assert first.evaluation.mutation is not None
     assert first.evaluation.mutation.tested > 0
     project.commit("records")
