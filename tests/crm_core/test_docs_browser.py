@@ -13,53 +13,28 @@ AURORA_REQUIRE_BROWSER=1 (CI), where its absence is a failure.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.crm_core.live_server import REPOSITORY, LiveServer, live_server
+from tests.browser import artifacts, chromium
+from tests.crm_core.live_server import LiveServer, live_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(os.environ.get("AURORA_TEST_ARTIFACTS") or REPOSITORY / "test-artifacts") / "docs"
 LOCAL_SCHEMES = ("data:", "blob:", "about:")
 """URLs that never leave the browser."""
 
 
-def _browser_missing(reason: str) -> None:
-    if os.environ.get("AURORA_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (AURORA_REQUIRE_BROWSER=1: CI must run the browser test)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        _browser_missing(f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _browser_missing("the playwright Python package is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +70,7 @@ def tab(browser: Browser, server: LiveServer) -> Iterator[Tab]:
 
 
 def shoot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(artifacts("docs") / f"{name}.png"), full_page=True)
 
 
 def test_swagger_ui_tries_an_operation_with_a_key_offline(tab: Tab, server: LiveServer) -> None:

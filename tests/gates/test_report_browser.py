@@ -13,7 +13,6 @@ AURORA_REQUIRE_BROWSER=1 (CI), where its absence is a failure.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,48 +24,21 @@ import pytest
 from gates.record.integrity import stale_ids
 from gates.record.publish import certify
 from gates.report.site import write_report
+from tests.browser import REPOSITORY, artifacts, chromium
 from tests.gates.certify_project import FEATURE, SPEC, SPEC_ID, make_project, spec
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-REPOSITORY = Path(__file__).resolve().parents[2]
-# `nox -s tests` runs the suite in a clean checkout of the commit: it names the working tree's
-# folder, so that the screenshots outlive the checkout.
-ARTIFACTS = Path(os.environ.get("AURORA_TEST_ARTIFACTS") or REPOSITORY / "test-artifacts")
-ARTIFACTS = ARTIFACTS / "report"
 OS_004 = SPEC_ID.replace("-001", "-004")
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 
-def _browser_missing(reason: str) -> None:
-    if os.environ.get("AURORA_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (AURORA_REQUIRE_BROWSER=1: CI must run the browser test)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        _browser_missing(f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _browser_missing("the playwright Python package is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @dataclass(frozen=True)
@@ -157,8 +129,7 @@ def tab(browser: Browser) -> Iterator[Tab]:
 
 
 def shoot(page: Page, site: Site, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    target = ARTIFACTS / f"{site.name}-{name}.png"
+    target = artifacts("report") / f"{site.name}-{name}.png"
     page.screenshot(path=str(target), full_page=True)
     print(f"screenshot: {target}")
     return target
