@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gates.catalog import GATE_NAMES
+from gates.certify.process import terminate_on_sigterm
 from gates.exceptions import (
     ClosureImportError,
     GatesError,
@@ -513,7 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        code: int = args.run(args)
+        with terminate_on_sigterm():
+            code: int = args.run(args)
         sys.stdout.flush()
     except (ClosureImportError, InvalidSpecError) as exc:
         print(f"gates: error: {exc}", file=sys.stderr)

@@ -1,5 +1,7 @@
 """Running one command of a gate: in its own process group, bounded in time, and never left
-behind (a timeout or an interrupt kills the whole group: the servers its tests started too)."""
+behind: a timeout, an interrupt or a SIGTERM of `gates` kills the whole group (the servers its
+tests started too). Its own session no longer receives the signals sent to `gates`' group, so
+`gates` passes them on."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,26 @@ def run_command(
     if reader is not None:
         reader.join(timeout=5 if code is None else None)
     return Finished(code, b"".join(chunks).decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM raises SystemExit(143), so that
+    `gates` cleans up as on an interrupt (its commands' process groups killed, its clean
+    checkout removed) instead of vanishing with its commands still running in their own
+    sessions; the previous handler is restored afterwards. Elsewhere it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from crm_core.config import Settings
-from tests.crm_core.live_server import LiveServer, chunked, live_server, message, raw_exchange
+from tests.bdd.support.live_server import LiveServer, chunked, live_server, message, raw_exchange
 
 LIMIT = Settings.model_fields["max_body_bytes"].default
 """CRM_MAX_BODY_BYTES left at its default (1 MiB)."""

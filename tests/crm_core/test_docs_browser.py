@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.bdd.support.live_server import LiveServer, live_server
 from tests.browser import artifacts, chromium
-from tests.crm_core.live_server import LiveServer, live_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

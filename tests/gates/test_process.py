@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,3 +56,46 @@ def test_a_gate_that_times_out_fails_and_keeps_its_output(tmp_path: Path) -> Non
     assert result.status is Status.FAIL
     assert "tempo esgotado" in result.detail
     assert "started" in result.log
+
+
+PARENT = """\
+import sys
+from pathlib import Path
+from gates.certify.process import run_command, terminate_on_sigterm
+
+shell = "sleep 300 & echo $! > " + sys.argv[1] + "; wait"
+with terminate_on_sigterm():
+    run_command(["sh", "-c", shell], Path("."), None, 300)
+"""
+
+
+def _parent_with_a_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A process running a command (in its own session) that started a server; the server's
+    pid, once written."""
+    pidfile = tmp_path / "server.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pidfile)], cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while not (pidfile.is_file() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the command never started its server"
+        time.sleep(0.05)
+    return parent, int(pidfile.read_text())
+
+
+def _gone(pid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def test_a_sigterm_of_gates_kills_what_its_command_started(tmp_path: Path) -> None:
+    """A command runs in its own session, so a signal sent to gates' process group no longer
+    reaches it: gates must pass it on (CI stopping a job sends SIGTERM)."""
+    parent, server = _parent_with_a_server(tmp_path)
+    try:
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == 143
+        assert _gone(server)
+    finally:
+        if _alive(server):
+            os.kill(server, signal.SIGKILL)

@@ -34,10 +34,10 @@ from sqlalchemy.engine import make_url
 from crm_core.config import Settings
 from tests.bdd.steps.ingest import PATH, WHATSAPP_EXAMPLE, client_of
 from tests.bdd.support.databases import DATABASE_PROPERTY, Backend
+from tests.bdd.support.live_server import LiveServer, chunked, live_server, message, raw_exchange
 from tests.bdd.support.names import names
 from tests.bdd.support.serving import BIN, free_port
 from tests.conftest import REPO_ROOT
-from tests.crm_core.live_server import LiveServer, chunked, live_server, message, raw_exchange
 
 # AC-20: amounts and stages
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT
+
 START_SECONDS = 30
 
 
@@ -54,7 +55,7 @@ def _run(env: dict[str, str], *arguments: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", *arguments],
         env=env,
-        cwd=REPOSITORY,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -78,7 +79,7 @@ def live_server(folder: Path, **settings: str) -> Iterator[LiveServer]:
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "crm_core.main:app", "--port", str(port)],
         env=env,
-        cwd=REPOSITORY,
+        cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
