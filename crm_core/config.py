@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         ),
     )
 
+    whatsapp_verify_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The verify token of the WhatsApp Cloud API webhook, as typed in Meta's app "
+            "dashboard: GET /webhooks/whatsapp answers Meta's handshake with it. The webhook "
+            "routes answer 404 until it and CRM_WHATSAPP_APP_SECRET are set."
+        ),
+    )
+    whatsapp_app_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The Meta App Secret: every POST /webhooks/whatsapp body must carry its "
+            "HMAC-SHA256 signature (X-Hub-Signature-256: sha256=<hex>)."
+        ),
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
