@@ -75,6 +75,7 @@ def test_the_handshake_answers_the_challenge_as_text(wa_client: TestClient) -> N
         {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
         {"hub.mode": "unsubscribe", "hub.verify_token": TOKEN, "hub.challenge": "1"},
         {"hub.mode": "subscribe", "hub.verify_token": TOKEN},
+        {"hub.mode": "subscribe", "hub.verify_token": TOKEN, "hub.challenge": "9" * 1025},
         {},
     ],
 )
@@ -336,3 +337,44 @@ def test_text_no_database_holds_is_made_storable_never_refused(wa_client: TestCl
         assert session.scalars(select(Contact.display_name)).one() == "Ana\ufffd"
         status = session.scalars(select(MessageStatus)).one()
     assert (status.wamid, status.payload["nota"]) == ("wamid.TEST.x\ufffd", "\ufffd")
+
+
+def single_text(wamid: str, body: str, **extra: Any) -> dict[str, Any]:
+    document = fixture("every_type")
+    document["entry"] = document["entry"][:1]
+    document["entry"][0]["changes"] = document["entry"][0]["changes"][:1]
+    value = document["entry"][0]["changes"][0]["value"]
+    value["messages"] = [
+        {"from": "5521987650001", "id": wamid, "type": "text", "text": {"body": body}, **extra}
+    ]
+    return document
+
+
+def test_a_wamid_stored_with_other_content_is_counted_not_stored(wa_client: TestClient) -> None:
+    assert deliver(wa_client, single_text("wamid.TEST.c", "primeiro")).json()["messages"] == 1
+    report = deliver(wa_client, single_text("wamid.TEST.c", "outro")).json()
+    assert (report["messages"], report["conflicting_messages"]) == (0, 1)
+    assert [m.content for m in messages(wa_client).values()] == ["primeiro"]
+
+
+def test_a_message_past_the_metadata_limits_is_stored_without_its_object(
+    wa_client: TestClient,
+) -> None:
+    document = single_text("wamid.TEST.big", "grande", campo_enorme="x" * 20_000)
+    report = deliver(wa_client, document).json()
+    assert report["messages"] == 1
+    stored = messages(wa_client)["wamid.TEST.big"]
+    assert stored.content == "grande"
+    assert stored.metadata_["unstorable"] == ["metadata"]
+    assert "message" not in stored.metadata_
+    assert stored.metadata_["phone_number_id"] == "900000000000001"
+
+
+def test_parts_without_an_id_are_skipped(wa_client: TestClient) -> None:
+    document = single_text("wamid.TEST.ok", "ok")
+    value = document["entry"][0]["changes"][0]["value"]
+    value["messages"].append({"from": "5521987650001", "type": "text", "text": {"body": "?"}})
+    value["messages"].append({"from": "5521987650001", "id": "wamid.TEST.r", "type": "reaction"})
+    value["statuses"] = [{"status": "read"}, {"id": "wamid.TEST.ok", "status": "x" * 33}]
+    report = deliver(wa_client, document).json()
+    assert (report["messages"], report["skipped"], report["statuses"]) == (1, 4, 0)

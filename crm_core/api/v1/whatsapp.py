@@ -84,17 +84,18 @@ def _secrets(request: Request) -> tuple[bytes, bytes]:
         200: {"description": "The challenge, as text/plain", "content": {"text/plain": {}}},
         403: {"description": "The verify token or the mode is wrong", **_PROBLEM},
         404: {"description": "The WhatsApp webhook is not configured", **_PROBLEM},
+        422: {"description": "A parameter holds text no database stores (NUL)", **_PROBLEM},
     },
 )
 def verify_webhook(
     request: Request,
     mode: Annotated[str, Query(alias="hub.mode")] = "",
     token: Annotated[str, Query(alias="hub.verify_token")] = "",
-    challenge: Annotated[str, Query(alias="hub.challenge", max_length=MAX_CHALLENGE_CHARS)] = "",
+    challenge: Annotated[str, Query(alias="hub.challenge")] = "",
 ) -> PlainTextResponse:
     expected, _ = _secrets(request)
     matches = hmac.compare_digest(token.encode(), expected)
-    if not (matches and mode == SUBSCRIBE and challenge):
+    if not (matches and mode == SUBSCRIBE and 0 < len(challenge) <= MAX_CHALLENGE_CHARS):
         raise Problem(
             403,
             "The verify token, the mode (subscribe) or the challenge is wrong or missing.",
