@@ -219,12 +219,15 @@ Funcionalidade: OS 006 — A porta do WhatsApp Cloud API: os webhooks da Meta di
           "messaging_product": "whatsapp",
           "metadata": {"display_phone_number": "552130000001", "phone_number_id": "900000000000001"},
           "messages": [{"from": "5521987650001", "id": "wamid.TEST.hologram.0040", "timestamp": "1764546400", "type": "hologram",
-                        "hologram": {"frames": 3}, "campo_novo": {"x": 1}}]}}]}]}
+                        "hologram": {"frames": 3}, "campo_novo": {"x": 1}},
+                       {"from": "5521987650001", "id": "wamid.TEST.nul.0042", "timestamp": "1764546401", "type": "text",
+                        "text": {"body": "oi\u0000tudo \ud800bem"}}]}}]}]}
       """
-    Então a resposta diz 1 em "messages"
+    Então a resposta diz 2 em "messages"
     E crm_messages guarda exatamente estas mensagens do WhatsApp:
-      | wamid                     | contato       | conteúdo   |
-      | wamid.TEST.hologram.0040  | 5521987650001 | [hologram] |
+      | wamid                     | contato       | conteúdo      |
+      | wamid.TEST.hologram.0040  | 5521987650001 | [hologram]    |
+      | wamid.TEST.nul.0042       | 5521987650001 | oi�tudo �bem |
     E o metadata da mensagem "wamid.TEST.hologram.0040" traz:
       | campo                   | valor        |
       | type                    | "hologram"   |
@@ -245,7 +248,7 @@ Funcionalidade: OS 006 — A porta do WhatsApp Cloud API: os webhooks da Meta di
       [{"object": "whatsapp_business_account"}]
       """
     Então a resposta é um problem+json com o status 422
-    E a tabela "crm_messages" do app tem 1 linha(s)
+    E a tabela "crm_messages" do app tem 2 linha(s)
     E a tabela "crm_contacts" do app tem 1 linha(s)
 
     Exemplos:
