@@ -261,19 +261,37 @@ Funcionalidade: OS 006 — A porta do WhatsApp Cloud API: os webhooks da Meta di
     Dado o app do crm_core no banco <banco> migrado com o webhook do WhatsApp configurado
     E uma chave de API de escopo "readwrite"
     E eu observo o log do webhook
+    E que o WhatsApp entregou a mensagem "Sua simulação está pronta" de "5521987650001" com o id "wamid.TEST.outbound.0100"
     Quando a Meta entrega o exemplo "every_type" assinado
-    E eu elimino o contato da mensagem "wamid.TEST.text.0001"
-    E a Meta entrega o exemplo "every_type" assinado
+    E a Meta entrega o exemplo "events" assinado
+    E a Meta entrega, assinado, o corpo:
+      """json
+      {"object": "whatsapp_business_account", "entry": [{"id": "800000000000001", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "552130000001", "phone_number_id": "900000000000001"},
+        "statuses": [{"id": "wamid.TEST.outbound.0100", "status": "delivered", "timestamp": "1764546201", "recipient_id": "5521987650001"},
+                     {"id": "wamid.TEST.outbound.0100", "status": "read", "timestamp": "1764546202", "recipient_id": "5521987650001"}]}}]}]}
+      """
+    Então a tabela "crm_message_events" do app tem 3 linha(s)
+    E a tabela "crm_message_statuses" do app tem 2 linha(s)
+    Quando eu elimino o contato da mensagem "wamid.TEST.text.0001"
+    Então a tabela "crm_message_events" do app tem 0 linha(s)
+    E a tabela "crm_message_statuses" do app tem 0 linha(s)
+    Quando a Meta entrega o exemplo "every_type" assinado
     Então a resposta diz 10 em "erased_messages"
     E a resposta diz 0 em "messages"
     E a resposta diz 4 em "duplicate_messages"
-    E a tabela "crm_messages" do app tem 14 linha(s)
+    E a tabela "crm_messages" do app tem 15 linha(s)
     E a tabela "crm_contacts" do app tem 2 linha(s)
-    E nenhuma linha do banco guarda "quero simular um consórcio de carro, CNH frente, Ana Souza, 5521987650001, wamid.TEST.text.0001"
     Quando a Meta entrega o exemplo "events" assinado
     Então a resposta diz 0 em "events"
+    Quando a Meta entrega o exemplo "statuses" assinado
+    Então crm_message_statuses guarda exatamente:
+      | wamid                    | status |
+      | wamid.TEST.outbound.0999 | failed |
     E a tabela "crm_message_events" do app tem 0 linha(s)
-    E o log diz que mensagens eliminadas não foram gravadas, sem "5521987650001, 552187650001, Ana Souza"
+    E nenhuma linha do banco guarda "quero simular um consórcio de carro, CNH frente, Ana Souza, Sua simulação está pronta, wamid.TEST.text.0001, wamid.TEST.outbound.0100"
+    E o log conta 10 mensagens e 6 status ou eventos de dados eliminados não gravados, sem "5521987650001, 552187650001, Ana Souza"
 
     Exemplos:
       | banco      |
