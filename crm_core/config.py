@@ -32,7 +32,9 @@ class Settings(BaseSettings):
         default=5, gt=0, description="Seconds to wait for a PostgreSQL connection."
     )
     max_batch_body_bytes: int = Field(
-        default=16_777_216, gt=0, description="Largest body of POST /ingest/messages (413 above)."
+        default=16_777_216,
+        gt=0,
+        description="Largest body of POST /ingest/messages and /webhooks/whatsapp (413 above).",
     )
     auth_enabled: bool = Field(
         default=True,

@@ -74,7 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
-        path_limits={"/ingest/messages": settings.max_batch_body_bytes},
+        # Meta's deliveries may hold up to 1,000 updates (about 3 MB): a 413 would be retried
+        # for days, so the webhook takes batches' limit.
+        path_limits={
+            "/ingest/messages": settings.max_batch_body_bytes,
+            "/webhooks/whatsapp": settings.max_batch_body_bytes,
+        },
     )
     app.add_middleware(ContentEncodingMiddleware)
     app.add_middleware(RequestLogMiddleware)

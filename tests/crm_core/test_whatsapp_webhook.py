@@ -378,3 +378,11 @@ def test_parts_without_an_id_are_skipped(wa_client: TestClient) -> None:
     value["statuses"] = [{"status": "read"}, {"id": "wamid.TEST.ok", "status": "x" * 33}]
     report = deliver(wa_client, document).json()
     assert (report["messages"], report["skipped"], report["statuses"]) == (1, 4, 0)
+
+
+def test_a_delivery_past_the_single_body_limit_is_accepted(wa_client: TestClient) -> None:
+    document = fixture("statuses")
+    document["entry"][0]["campo_grande"] = "x" * 3_000_000  # Meta's own limit is about 3 MB
+    response = deliver(wa_client, document)
+    assert response.status_code == 200, response.text
+    assert count(wa_client, MessageStatus) == 4
