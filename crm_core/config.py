@@ -32,7 +32,9 @@ class Settings(BaseSettings):
         default=5, gt=0, description="Seconds to wait for a PostgreSQL connection."
     )
     max_batch_body_bytes: int = Field(
-        default=16_777_216, gt=0, description="Largest body of POST /ingest/messages (413 above)."
+        default=16_777_216,
+        gt=0,
+        description="Largest body of POST /ingest/messages and /webhooks/whatsapp (413 above).",
     )
     auth_enabled: bool = Field(
         default=True,
@@ -70,6 +72,22 @@ class Settings(BaseSettings):
         description=(
             'Per-source HMAC-SHA256 secrets, as JSON ({"whatsapp": "..."}): a source listed '
             "here must sign each body (X-Hub-Signature-256: sha256=<hex>)."
+        ),
+    )
+
+    whatsapp_verify_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The verify token of the WhatsApp Cloud API webhook, as typed in Meta's app "
+            "dashboard: GET /webhooks/whatsapp answers Meta's handshake with it. The webhook "
+            "routes answer 404 until it and CRM_WHATSAPP_APP_SECRET are set."
+        ),
+    )
+    whatsapp_app_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The Meta App Secret: every POST /webhooks/whatsapp body must carry its "
+            "HMAC-SHA256 signature (X-Hub-Signature-256: sha256=<hex>)."
         ),
     )
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from crm_core import __version__
 from crm_core.api import docs, health
 from crm_core.api.deps import refuse_unstorable_parameters
-from crm_core.api.v1 import contacts, deals, ingest
+from crm_core.api.v1 import contacts, deals, ingest, messages, whatsapp
 from crm_core.config import Settings, get_settings
 from crm_core.database import Database, create_db_engine
 from crm_core.exceptions import ConfigurationError
@@ -69,10 +69,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(contacts.router)
     app.include_router(deals.router)
+    app.include_router(messages.router)
+    app.include_router(whatsapp.router)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
-        path_limits={"/ingest/messages": settings.max_batch_body_bytes},
+        # Meta's deliveries may hold up to 1,000 updates (about 3 MB): a 413 would be retried
+        # for days, so the webhook takes batches' limit.
+        path_limits={
+            "/ingest/messages": settings.max_batch_body_bytes,
+            "/webhooks/whatsapp": settings.max_batch_body_bytes,
+        },
     )
     app.add_middleware(ContentEncodingMiddleware)
     app.add_middleware(RequestLogMiddleware)

@@ -9,6 +9,7 @@ from crm_core.models.deal_stage_change import DealStageChange
 from crm_core.models.erasure import ErasureTombstone, InstanceSecret
 from crm_core.models.idempotency_key import IdempotencyKey
 from crm_core.models.message import Message
+from crm_core.models.whatsapp import MessageEvent, MessageStatus
 
 __all__ = [
     "ApiKey",
@@ -21,4 +22,6 @@ __all__ = [
     "IdempotencyKey",
     "InstanceSecret",
     "Message",
+    "MessageEvent",
+    "MessageStatus",
 ]

@@ -22,6 +22,34 @@ class MessagePublic(BaseModel):
     received_at: datetime
 
 
+class MessageStatusPublic(BaseModel):
+    """A status the channel reported for a message (WhatsApp: sent, delivered, read, failed)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: str
+    payload: dict[str, Any] = Field(
+        description="The status as the channel sent it (timestamp, errors of a failure, ...)."
+    )
+    received_at: datetime
+
+
+class MessageEventPublic(BaseModel):
+    """A reaction, an edit or a revoke of the message, kept beside it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str = Field(description="reaction, edit or revoke")
+    event_wamid: str
+    payload: dict[str, Any] = Field(description="The event as the channel sent it.")
+    received_at: datetime
+
+
+class MessageDetail(MessagePublic):
+    statuses: list[MessageStatusPublic] = Field(description="In the order they arrived.")
+    events: list[MessageEventPublic] = Field(description="In the order they arrived.")
+
+
 class MessagesPublic(BaseModel):
     data: list[MessagePublic]
     next_cursor: str | None = Field(

@@ -24,17 +24,18 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, delete, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.database import truncate_sqlite_log
-from crm_core.models import AuditEvent, Deal, Message
+from crm_core.models import AuditEvent, Deal, Message, MessageEvent, MessageStatus
 from crm_core.models.base import utcnow
 from crm_core.schemas.contact import ContactPublic, ErasureReport, MessagePublic
 from crm_core.schemas.ingest import ERASED_PREFIX
 from crm_core.services import tombstones
 from crm_core.services.contacts import all_messages, get_contact
 from crm_core.services.deals import deal_detail
+from crm_core.services.senders import WHATSAPP
 
 ERASED_TITLE = "(anonimizado)"
 
@@ -128,6 +129,7 @@ def erase_contact(
             if channel_id is not None
         ],
     )
+    reported = _forget_whatsapp_reports(session, contact_id)
     placeholder = f"{ERASED_PREFIX}{contact.id}"
     contact.display_name = None
     contact.sender_id = placeholder
@@ -151,7 +153,7 @@ def erase_contact(
         contact_id,
         actor,
         request_id,
-        {"messages": erased_messages, "deals": deals, "tombstones": buried},
+        {"messages": erased_messages, "deals": deals, "tombstones": buried, **reported},
     )
     session.commit()
     if not truncate_sqlite_log(session.get_bind().engine):
@@ -163,6 +165,23 @@ def erase_contact(
         deals_anonymised=deals,
         already_erased=False,
     )
+
+
+def _forget_whatsapp_reports(session: Session, contact_id: uuid.UUID) -> dict[str, int]:
+    """Delete the statuses and events WhatsApp reported about the contact's messages (by their
+    wamids; crm_core.models.whatsapp): their payloads hold the person's number. Run before the
+    messages lose their channel ids; the tombstones keep them from being stored again."""
+    wamids = select(Message.channel_message_id).where(
+        Message.contact_id == contact_id,
+        Message.source == WHATSAPP,
+        Message.channel_message_id.is_not(None),
+    )
+    events = session.execute(delete(MessageEvent).where(MessageEvent.message_wamid.in_(wamids)))
+    statuses = session.execute(delete(MessageStatus).where(MessageStatus.wamid.in_(wamids)))
+    return {
+        "whatsapp_events": int(getattr(events, "rowcount", 0)),
+        "whatsapp_statuses": int(getattr(statuses, "rowcount", 0)),
+    }
 
 
 def _rowcount(session: Session, statement: Update) -> int:

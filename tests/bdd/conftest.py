@@ -25,6 +25,7 @@ from tests.bdd.steps import (
     models,
     operator,
     promises,
+    whatsapp,
 )
 from tests.bdd.support.databases import DATABASE_PROPERTY, alembic_config
 from tests.bdd.support.tags import feature_tags
@@ -38,6 +39,7 @@ STEP_MODULES: tuple[ModuleType, ...] = (
     models,
     operator,
     promises,
+    whatsapp,
 )
 """Every step module; a test checks that it lists each file of tests/bdd/steps/."""
 

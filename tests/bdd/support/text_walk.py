@@ -48,6 +48,9 @@ VALID_BODIES: dict[tuple[str, str], Any] = {
         "attributes": {"origem": "site"},
     },
     ("POST", "/deals/{deal_id}/stage"): {"stage": "qualificacao"},
+    # Signed by Meta (X-Hub-Signature-256): refused here before its text is read. A signed
+    # delivery's text is made storable, never refused (tests/crm_core/test_whatsapp_webhook.py).
+    ("POST", "/webhooks/whatsapp"): {"object": "whatsapp_business_account", "entry": []},
 }
 
 DOCUMENT: dict[str, Any] = create_app(Settings(database_url="sqlite://")).openapi()
@@ -126,7 +129,11 @@ def existing_ids(client: TestClient) -> dict[str, str]:
     deal = {"contact_id": contact_id, "title": "x", "pipeline": "rodobens"}
     created = client.post("/deals", json=deal)
     assert created.status_code == 201, created.text
-    return {"contact_id": contact_id, "deal_id": created.json()["id"]}
+    return {
+        "contact_id": contact_id,
+        "deal_id": created.json()["id"],
+        "message_id": response.json()["id"],
+    }
 
 
 def _body(method: str, path: str, ids: dict[str, str]) -> Any:
