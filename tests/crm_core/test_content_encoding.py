@@ -44,6 +44,11 @@ def _bodies(client: TestClient) -> dict[tuple[str, str], tuple[str, dict[str, An
             f"/deals/{deal['id']}/stage",
             {"stage": "qualificacao"},
         ),
+        # refused for its coding before its signature is read (Meta sends no content coding)
+        ("post", "/webhooks/whatsapp"): (
+            "/webhooks/whatsapp",
+            {"object": "whatsapp_business_account", "entry": []},
+        ),
     }
 
 
