@@ -91,6 +91,41 @@ class Settings(BaseSettings):
         ),
     )
 
+    outbox: bool = Field(
+        default=True,
+        description=(
+            "Write every change that matters as an event in its own transaction (the outbox "
+            "GET /events serves and the relay publishes). Off, no events are written."
+        ),
+    )
+    event_source: str = Field(
+        default="/aurora-crm/crm-core",
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="The CloudEvents `source` (a URI-reference) of the events served.",
+    )
+    nats_url: str | None = Field(
+        default=None,
+        description=(
+            "NATS server the relay (`crm-core relay`) publishes the events to, e.g. "
+            "nats://127.0.0.1:4222. Unset (the default): no relay, nothing needs a NATS server."
+        ),
+    )
+    nats_stream: str = Field(
+        default="CRM_EVENTS",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="The JetStream stream the relay creates and publishes to.",
+    )
+    events_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "`crm-core events prune` deletes events older than this many days (never one "
+            "the relay has not published)."
+        ),
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:

@@ -60,8 +60,9 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def create_db_engine(raw_url: str, *, connect_timeout: int = 5) -> Engine:
-    """Build the engine for a URL; refuse, in one line, one that cannot work."""
+def create_db_engine(raw_url: str, *, connect_timeout: int = 5, outbox: bool = True) -> Engine:
+    """Build the engine for a URL; refuse, in one line, one that cannot work. With `outbox`
+    off, the changes made through it write no events (crm_core.services.outbox)."""
     url = normalize_database_url(raw_url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite":
@@ -80,7 +81,7 @@ def create_db_engine(raw_url: str, *, connect_timeout: int = 5) -> Engine:
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
-    return engine
+    return engine if outbox else engine.execution_options(**{OUTBOX: False})
 
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -140,6 +141,26 @@ def insert_ignoring_conflicts(connection: Connection, table: Table, *columns: st
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(columns))
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(columns))
+
+
+def next_seqs(connection: Connection, table: Table, count: int) -> list[int]:
+    """`count` order-key numbers for new rows of `table`, increasing (as
+    crm_core.models.base.Sequenced makes them: its identity's sequence on PostgreSQL; on
+    SQLite, after the largest so far, inside the write transaction)."""
+    if connection.dialect.name == "postgresql":
+        query = text(f"SELECT nextval('{table.name}_seq_seq') FROM generate_series(1, :count)")
+        return sorted(int(seq) for seq in connection.execute(query, {"count": count}).scalars())
+    last = connection.execute(text(f"SELECT coalesce(max(seq), 0) FROM {table.name}")).scalar_one()
+    return [int(last) + position for position in range(1, count + 1)]
+
+
+OUTBOX = "crm_outbox"
+"""Execution option of an engine whose changes write no events (`CRM_OUTBOX=false`)."""
+
+
+def outbox_enabled(connection: Connection | Engine) -> bool:
+    """Whether changes made through `connection` (or engine) write their outbox events."""
+    return bool(connection.get_execution_options().get(OUTBOX, True))
 
 
 class Database:

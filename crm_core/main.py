@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from crm_core import __version__
 from crm_core.api import docs, health
 from crm_core.api.deps import refuse_unstorable_parameters
-from crm_core.api.v1 import contacts, deals, ingest, messages, whatsapp
+from crm_core.api.v1 import contacts, deals, events, ingest, messages, whatsapp
 from crm_core.config import Settings, get_settings
 from crm_core.database import Database, create_db_engine
 from crm_core.exceptions import ConfigurationError
@@ -37,7 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             where = ".".join(str(part) for part in first["loc"])
             raise ConfigurationError(f"setting {where}: {first['msg']}") from None
     database = Database(
-        create_db_engine(settings.database_url, connect_timeout=settings.database_connect_timeout)
+        create_db_engine(
+            settings.database_url,
+            connect_timeout=settings.database_connect_timeout,
+            outbox=settings.outbox,
+        )
     )
     configure_logging(settings.log_level)
 
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(deals.router)
     app.include_router(messages.router)
     app.include_router(whatsapp.router)
+    app.include_router(events.router)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

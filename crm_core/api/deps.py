@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crm_core.config import Settings
-from crm_core.models.api_key import SCOPE_INGEST, SCOPE_READWRITE
+from crm_core.models.api_key import SCOPE_INGEST, SCOPE_READ, SCOPE_READWRITE
 from crm_core.problems import Problem
 from crm_core.schemas.text import unstorable
 from crm_core.services.api_keys import Authenticator, Principal
@@ -29,8 +29,8 @@ api_key = HTTPBearer(
     scheme_name="apiKey",
     bearerFormat="crm_<12 hex>_<43 characters>",
     description="An API key from `crm-core keys create`, sent as `Authorization: Bearer <key>` "
-    "(RFC 6750 §2.1). An `ingest` key may only post messages; a `readwrite` key may use "
-    "every route.",
+    "(RFC 6750 §2.1). An `ingest` key may only post messages; a `read` key may only read "
+    "(GET routes but the export); a `readwrite` key may use every route.",
     auto_error=False,
 )
 """The API key as the OpenAPI document declares it (`components.securitySchemes`: HTTP bearer).
@@ -142,7 +142,11 @@ IngestPrincipal = Annotated[Principal, Depends(authenticate_ingest)]
 """Who posts messages: an ingest or a read/write key."""
 
 ApiPrincipal = Annotated[Principal, Depends(_requiring(SCOPE_READWRITE))]
-"""Who uses the Contacts and Deals API: a read/write key."""
+"""Who changes things through the Contacts and Deals API (or exports a person): a read/write
+key."""
+
+ReadPrincipal = Annotated[Principal, Depends(_requiring(SCOPE_READ, SCOPE_READWRITE))]
+"""Who reads the lists, the records and the event feed: a read or a read/write key."""
 
 
 async def verify_source_signature(request: Request) -> None:

@@ -7,6 +7,7 @@ from crm_core.models.contact import Contact
 from crm_core.models.deal import Deal
 from crm_core.models.deal_stage_change import DealStageChange
 from crm_core.models.erasure import ErasureTombstone, InstanceSecret
+from crm_core.models.event import OutboxEvent, RelayPosition
 from crm_core.models.idempotency_key import IdempotencyKey
 from crm_core.models.message import Message
 from crm_core.models.whatsapp import MessageEvent, MessageStatus
@@ -24,4 +25,6 @@ __all__ = [
     "Message",
     "MessageEvent",
     "MessageStatus",
+    "OutboxEvent",
+    "RelayPosition",
 ]

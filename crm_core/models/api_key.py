@@ -11,20 +11,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 from crm_core.models.base import Base, utcnow
 
 SCOPE_INGEST = "ingest"
+SCOPE_READ = "read"
 SCOPE_READWRITE = "readwrite"
-SCOPES = (SCOPE_INGEST, SCOPE_READWRITE)
+SCOPES = (SCOPE_INGEST, SCOPE_READ, SCOPE_READWRITE)
 NAME_MAX_LENGTH = 100
 
 
 class ApiKey(Base):
     """A bearer key `crm_<prefix>_<secret>`: the prefix finds the row, the hash proves it.
 
-    `ingest` keys may only post messages; `readwrite` keys may use the whole API. A revoked
+    `ingest` keys may only post messages; `read` keys may only read (the lists, the records
+    and the event feed, never an export); `readwrite` keys may use the whole API. A revoked
     key (`revoked_at` set) is refused like an unknown one.
     """
 
     __tablename__ = "crm_api_keys"
-    __table_args__ = (CheckConstraint("scope IN ('ingest', 'readwrite')", name="scope_known"),)
+    __table_args__ = (
+        CheckConstraint("scope IN ('ingest', 'read', 'readwrite')", name="scope_known"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))

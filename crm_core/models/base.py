@@ -3,6 +3,7 @@ commit-ordered key (`seq`, `txid`) that every listed table carries."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -56,6 +57,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@functools.lru_cache(maxsize=256)  # the messages of one commit share their time
+def utc_text(moment: datetime) -> str:
+    """ISO 8601 (RFC 3339) with a `Z`, as the API writes every UTC timestamp."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 class Base(DeclarativeBase):

@@ -15,9 +15,10 @@ from crm_core.exceptions import (
     UnknownPipelineError,
 )
 from crm_core.models import Contact, Deal, DealStageChange
-from crm_core.models.base import utcnow
+from crm_core.models.base import utc_text, utcnow
 from crm_core.pipelines import PIPELINES, Pipeline
 from crm_core.schemas.deal import DealCreate, DealDetail, DealPublic, StageChangePublic
+from crm_core.services import outbox
 from crm_core.services.pages import Page, page
 
 
@@ -67,7 +68,11 @@ def create_deal(session: Session, data: DealCreate, actor: str) -> Deal:
     )
     session.add(deal)
     session.flush()
-    session.add(DealStageChange(deal_id=deal.id, from_stage=None, to_stage=stage, changed_by=actor))
+    change = DealStageChange(deal_id=deal.id, from_stage=None, to_stage=stage, changed_by=actor)
+    session.add(change)
+    public = DealPublic.model_validate(deal).model_dump(mode="json")
+    event = outbox.NewEvent(outbox.DEAL_CREATED, str(deal.id), public, deal.contact_id)
+    outbox.append(session.connection(), [event])
     session.commit()
     return deal
 
@@ -101,15 +106,24 @@ def move_deal(session: Session, deal_id: uuid.UUID, to_stage: str, actor: str) -
             f"A {pipeline.slug} deal cannot move from {deal.stage!r} to {to_stage!r}; from "
             f"{deal.stage!r} it can move to: {', '.join(allowed) or 'nowhere (a final stage)'}."
         )
-    session.add(
-        DealStageChange(
-            deal_id=deal.id,
-            from_stage=deal.stage,
-            to_stage=to_stage,
-            changed_by=actor,
-            changed_at=utcnow(),
-        )
+    change = DealStageChange(
+        deal_id=deal.id,
+        from_stage=deal.stage,
+        to_stage=to_stage,
+        changed_by=actor,
+        changed_at=utcnow(),
     )
+    session.add(change)
+    data = {
+        "deal_id": str(deal.id),
+        "pipeline": deal.pipeline,
+        "from_stage": deal.stage,
+        "to_stage": to_stage,
+        "changed_by": actor,
+        "changed_at": utc_text(change.changed_at),
+    }
+    event = outbox.NewEvent(outbox.DEAL_STAGE_CHANGED, str(deal.id), data, deal.contact_id)
+    outbox.append(session.connection(), [event])
     deal.stage = to_stage
     session.commit()
     return deal

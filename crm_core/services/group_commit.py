@@ -26,7 +26,7 @@ import psycopg
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from crm_core.database import Database
+from crm_core.database import Database, outbox_enabled
 from crm_core.exceptions import DatabaseUnavailableError
 from crm_core.models.base import utcnow
 from crm_core.schemas.ingest import MAX_BATCH_MESSAGES, IngestMessage
@@ -69,6 +69,7 @@ class GroupCommitter:
         self._pg: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] | None = None
         self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._key: bytes | None = None  # the tombstone key, once read
+        self.events = outbox_enabled(database.engine)  # write the outbox (crm_core.services.outbox)
 
     @property
     def on_postgresql(self) -> bool:
@@ -93,7 +94,9 @@ class GroupCommitter:
 
         async def store() -> list[StoredMessage]:
             key = await self._tombstone_key()
-            return await self._run(lambda: batch_steps(messages, now, key), transaction=True)
+            return await self._run(
+                lambda: batch_steps(messages, now, key, self.events), transaction=True
+            )
 
         task = asyncio.ensure_future(store())
         task.add_done_callback(_consume_outcome)
@@ -133,7 +136,9 @@ class GroupCommitter:
         now = utcnow()
         key = await self._tombstone_key()
         try:
-            first = await self._run(lambda: known_steps(messages, now, key), transaction=False)
+            first = await self._run(
+                lambda: known_steps(messages, now, key, self.events), transaction=False
+            )
         except psycopg.Error:
             if len(messages) == 1:
                 raise
@@ -144,7 +149,7 @@ class GroupCommitter:
         others = [messages[index] for index in rest]
         outcome: Sequence[StoredMessage | Exception]
         try:
-            outcome = await self._run(_steps_of(others, now, key), transaction=True)
+            outcome = await self._run(_steps_of(others, now, key, self.events), transaction=True)
         except DatabaseUnavailableError as exc:  # the first ones are committed: only the others
             outcome = [exc] * len(others)
         except psycopg.Error as exc:
@@ -161,7 +166,7 @@ class GroupCommitter:
         key = await self._tombstone_key()
         for message in messages:
             try:
-                steps = _steps_of([message], now, key)
+                steps = _steps_of([message], now, key, self.events)
                 results.append((await self._run(steps, transaction=True))[0])
             except Exception as exc:
                 results.append(exc)
@@ -262,10 +267,10 @@ def _consume_outcome(task: asyncio.Task[Any]) -> None:
 
 
 def _steps_of(
-    messages: Sequence[IngestMessage], now: datetime, key: bytes
+    messages: Sequence[IngestMessage], now: datetime, key: bytes, events: bool
 ) -> Callable[[], Steps[list[StoredMessage]]]:
     """A fresh `store_steps` generator at each attempt."""
-    return lambda: store_steps(messages, now, key)
+    return lambda: store_steps(messages, now, key, events)
 
 
 async def run_async(connection: psycopg.AsyncConnection[Any], steps: Generator[Any, Any, R]) -> R:

@@ -25,7 +25,6 @@ they came, so a batch is listed in its own order (crm_core.models.base.Sequenced
 
 from __future__ import annotations
 
-import functools
 import hmac
 import os
 import uuid
@@ -37,11 +36,12 @@ from typing import Any, Literal, TypeVar
 from pydantic_core import to_json
 from sqlalchemy import Connection, Table, func, select
 
-from crm_core.database import insert_ignoring_conflicts
+from crm_core.database import insert_ignoring_conflicts, outbox_enabled
 from crm_core.exceptions import DatabaseUnavailableError
 from crm_core.models import Contact, ErasureTombstone, Message
-from crm_core.models.base import utcnow
+from crm_core.models.base import utc_text, utcnow
 from crm_core.schemas.ingest import IngestMessage
+from crm_core.services import outbox
 from crm_core.services.tombstones import message_digest, sender_digest, tombstone_key
 
 CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
@@ -114,12 +114,6 @@ def new_ids(count: int) -> list[uuid.UUID]:
     ]
 
 
-@functools.lru_cache(maxsize=256)  # the messages of one commit share their time
-def utc_text(moment: datetime) -> str:
-    """ISO 8601 with a `Z`, as the API writes every UTC timestamp."""
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 # The steps: what the storing asks the database, one request at a time.
 
 
@@ -139,10 +133,12 @@ class FindContacts:
 
 @dataclass(frozen=True, slots=True)
 class CreateContacts:
-    """Create the contacts of these keys, numbered in this order, unless they exist."""
+    """Create the contacts of these keys, numbered in this order, unless they exist (with
+    `events`, each one created with its `contact.created` event)."""
 
     keys: list[ContactKey]
     now: datetime
+    events: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,20 +159,24 @@ class FindTombstones:
 @dataclass(frozen=True, slots=True)
 class InsertMessages:
     """Insert these rows (each with its contact), numbered in this order, skipping any whose
-    channel key is stored: rows of (id,) for those inserted."""
+    channel key is stored: rows of (id,) for those inserted (with `events`, each with its
+    `message.received` event)."""
 
     rows: list[dict[str, Any]]
     now: datetime
+    events: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class InsertKnown:
     """PostgreSQL only, the usual case in one statement: insert the rows whose sender is a
     contact already (share-locked, as `FindContacts` does), that no tombstone names and whose
-    channel key is not stored: rows of (id, contact_id) for those inserted."""
+    channel key is not stored: rows of (id, contact_id) for those inserted (with `events`,
+    each with its `message.received` event)."""
 
     rows: list[dict[str, Any]]
     now: datetime
+    events: bool = False
 
 
 Request = FindContacts | CreateContacts | FindStored | FindTombstones | InsertMessages | InsertKnown
@@ -302,19 +302,20 @@ class _Plan:
 
 
 def known_steps(
-    messages: Sequence[IngestMessage], now: datetime, key: bytes
+    messages: Sequence[IngestMessage], now: datetime, key: bytes, events: bool = True
 ) -> Steps[list[StoredMessage | None]]:
     """The usual case in one statement (PostgreSQL): store the messages whose sender is known
     and that are new; their outcomes, and None for each message left for `store_steps`."""
     plan = _Plan.of(messages, now, key)
-    returned = yield InsertKnown([plan.row(index) for index in plan.candidates()], now)
+    returned = yield InsertKnown([plan.row(index) for index in plan.candidates()], now, events)
     return plan.results(dict(returned), {}, {})
 
 
 def store_steps(
-    messages: Sequence[IngestMessage], now: datetime, key: bytes
+    messages: Sequence[IngestMessage], now: datetime, key: bytes, events: bool = True
 ) -> Steps[list[StoredMessage]]:
-    """Store a batch (any messages): every message's outcome, in order."""
+    """Store a batch (any messages): every message's outcome, in order; with `events`, each
+    contact created and message stored is written to the outbox too."""
     plan = _Plan.of(messages, now, key)
     candidates = plan.candidates()
     wanted = list(dict.fromkeys(plan.contact_key(index) for index in candidates))
@@ -341,13 +342,13 @@ def store_steps(
     ]
     missing = [k for k in dict.fromkeys(plan.contact_key(i) for i in new) if k not in found]
     if missing:
-        yield CreateContacts(missing, now)
+        yield CreateContacts(missing, now, events)
         created = yield FindContacts(sorted(missing))
         found.update({(s, sender): contact for s, sender, contact in created})
     inserted: dict[uuid.UUID, uuid.UUID] = {}
     if new:
         rows = [plan.row(index, found[plan.contact_key(index)]) for index in new]
-        ids = {row[0] for row in (yield InsertMessages(rows, now))}
+        ids = {row[0] for row in (yield InsertMessages(rows, now, events))}
         inserted = {row["id"]: row["contact_id"] for row in rows if row["id"] in ids}
         lost = {plan.channel[i] for i in new if plan.ids[i] not in ids}
         if lost:  # stored by a concurrent transaction since FindStored
@@ -384,14 +385,14 @@ def merge(
 
 
 def batch_steps(
-    messages: Sequence[IngestMessage], now: datetime, key: bytes
+    messages: Sequence[IngestMessage], now: datetime, key: bytes, events: bool = True
 ) -> Steps[list[StoredMessage]]:
     """`known_steps`, then `store_steps` for what it left: a batch in one transaction."""
-    first = yield from known_steps(messages, now, key)
+    first = yield from known_steps(messages, now, key, events)
     rest = leftovers(first)
     if not rest:
         return [result for result in first if result is not None]
-    stored = yield from store_steps([messages[i] for i in rest], now, key)
+    stored = yield from store_steps([messages[i] for i in rest], now, key, events)
     return merge(first, rest, stored)
 
 
@@ -410,12 +411,20 @@ PG_FIND_CONTACTS = (
     "JOIN crm_contacts AS c ON c.source = k.source AND c.sender_id = k.sender_id "
     "ORDER BY c.source, c.sender_id FOR KEY SHARE OF c"
 )
-PG_CREATE_CONTACTS = (
+_PG_CONTACTS_NUMBERED = (
     "WITH b AS MATERIALIZED (SELECT k.source, k.sender_id, nextval('crm_contacts_seq_seq') "
     "AS seq FROM unnest(%(sources)b::varchar[], %(senders)b::varchar[]) AS k (source, sender_id)"
-    ") INSERT INTO crm_contacts (id, source, sender_id, attributes, created_at, updated_at, seq) "
+    ")"
+)
+_PG_CONTACTS_INSERT = (
+    "INSERT INTO crm_contacts (id, source, sender_id, attributes, created_at, updated_at, seq) "
     "SELECT gen_random_uuid(), b.source, b.sender_id, '{}'::jsonb, %(now)b, %(now)b, b.seq "
     "FROM b ORDER BY b.source, b.sender_id ON CONFLICT (source, sender_id) DO NOTHING"
+)
+PG_CREATE_CONTACTS = f"{_PG_CONTACTS_NUMBERED} {_PG_CONTACTS_INSERT}"
+PG_CREATE_CONTACTS_EVENTS = (
+    f"{_PG_CONTACTS_NUMBERED}, ins AS ({_PG_CONTACTS_INSERT} RETURNING id, source, sender_id, "
+    f"seq) {outbox.pg_events_of(outbox.CONTACT_CREATED, outbox.PG_CONTACT_DATA, 'i.id')}"
 )
 PG_FIND_STORED = (
     "SELECT m.source, m.channel_message_id, m.id, m.contact_id, m.received_at, m.content, "
@@ -433,25 +442,40 @@ _PG_NUMBERED = (
     "%(ids)b::uuid[], {contacts}%(sources)b::varchar[], %(canonical)b::varchar[], "
     "%(senders)b::varchar[], %(contents)b::text[], %(metadata)b::jsonb[], "
     "%(channel_ids)b::varchar[], %(digests)b::varchar[]) AS u (id, {contact}source, canonical, "
-    "sender_id, content, metadata, channel_message_id, digest)) "
+    "sender_id, content, metadata, channel_message_id, digest))"
+)
+_PG_MESSAGES_INSERT = (
     "INSERT INTO crm_messages (id, contact_id, source, sender_id, content, metadata, "
     "channel_message_id, received_at, seq) "
 )
-PG_INSERT_MESSAGES = (
-    _PG_NUMBERED.format(contacts="%(contact_ids)b::uuid[], ", contact="contact_id, ")
-    + "SELECT b.id, b.contact_id, b.source, b.sender_id, b.content, b.metadata, "
-    "b.channel_message_id, %(now)b, b.seq FROM b ORDER BY b.source, b.channel_message_id "
-    "ON CONFLICT (source, channel_message_id) DO NOTHING RETURNING id"
+_PG_INSERT_ANY = (
+    _PG_MESSAGES_INSERT + "SELECT b.id, b.contact_id, b.source, b.sender_id, b.content, "
+    "b.metadata, b.channel_message_id, %(now)b, b.seq FROM b ORDER BY b.source, "
+    "b.channel_message_id ON CONFLICT (source, channel_message_id) DO NOTHING"
 )
-PG_INSERT_KNOWN = (
-    _PG_NUMBERED.format(contacts="", contact="")
-    + "SELECT b.id, c.id, b.source, b.sender_id, b.content, b.metadata, "
+_PG_INSERT_KNOWN = (
+    _PG_MESSAGES_INSERT + "SELECT b.id, c.id, b.source, b.sender_id, b.content, b.metadata, "
     "b.channel_message_id, %(now)b, b.seq FROM b JOIN crm_contacts AS c "
     "ON c.source = b.source AND c.sender_id = b.canonical "
     "WHERE NOT EXISTS (SELECT 1 FROM crm_erasure_tombstones AS t "
     "WHERE t.message_digest = b.digest) "
     "ORDER BY b.source, b.channel_message_id FOR KEY SHARE OF c "
-    "ON CONFLICT (source, channel_message_id) DO NOTHING RETURNING id, contact_id"
+    "ON CONFLICT (source, channel_message_id) DO NOTHING"
+)
+_ANY = _PG_NUMBERED.format(contacts="%(contact_ids)b::uuid[], ", contact="contact_id, ")
+_KNOWN = _PG_NUMBERED.format(contacts="", contact="")
+PG_INSERT_MESSAGES = f"{_ANY} {_PG_INSERT_ANY} RETURNING id"
+PG_INSERT_KNOWN = f"{_KNOWN} {_PG_INSERT_KNOWN} RETURNING id, contact_id"
+# With the outbox on, the same statements append each inserted message's event too.
+_MESSAGE_EVENTS = (
+    " RETURNING id, contact_id, source, sender_id, content, metadata, channel_message_id, seq), "
+    "ev AS ("
+    + outbox.pg_events_of(outbox.MESSAGE_RECEIVED, outbox.PG_MESSAGE_DATA, "i.contact_id")
+    + ")"
+)
+PG_INSERT_MESSAGES_EVENTS = f"{_ANY}, ins AS ({_PG_INSERT_ANY}{_MESSAGE_EVENTS} SELECT id FROM ins"
+PG_INSERT_KNOWN_EVENTS = (
+    f"{_KNOWN}, ins AS ({_PG_INSERT_KNOWN}{_MESSAGE_EVENTS} SELECT id, contact_id FROM ins"
 )
 
 Statement = tuple[str, dict[str, Any]]
@@ -466,6 +490,9 @@ def pg_statement(request: Request) -> Statement:
         }
         if isinstance(request, FindContacts):
             return PG_FIND_CONTACTS, keys
+        if request.events:
+            now = {"now": request.now, "now_text": utc_text(request.now)}
+            return PG_CREATE_CONTACTS_EVENTS, {**keys, **now}
         return PG_CREATE_CONTACTS, {**keys, "now": request.now}
     if isinstance(request, FindStored):
         return PG_FIND_STORED, {
@@ -486,9 +513,12 @@ def pg_statement(request: Request) -> Statement:
         "digests": [row["digest"] for row in rows],
         "now": request.now,
     }
+    if request.events:
+        parameters["now_text"] = utc_text(request.now)
     if isinstance(request, InsertKnown):
-        return PG_INSERT_KNOWN, parameters
-    return PG_INSERT_MESSAGES, {**parameters, "contact_ids": [row["contact_id"] for row in rows]}
+        return (PG_INSERT_KNOWN_EVENTS if request.events else PG_INSERT_KNOWN), parameters
+    statement = PG_INSERT_MESSAGES_EVENTS if request.events else PG_INSERT_MESSAGES
+    return statement, {**parameters, "contact_ids": [row["contact_id"] for row in rows]}
 
 
 def run_pg_steps(connection: Connection, steps: Steps[R]) -> R:
@@ -535,7 +565,7 @@ def _sqlite(connection: Connection, request: Request) -> Rows:
         )
     if isinstance(request, CreateContacts):
         base = _last_seq(connection, CONTACTS)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": contact_id,
                 "source": source,
@@ -550,7 +580,24 @@ def _sqlite(connection: Connection, request: Request) -> Rows:
             )
         ]
         statement = insert_ignoring_conflicts(connection, CONTACTS, "source", "sender_id")
-        connection.execute(statement, rows)
+        created = set(connection.execute(statement.returning(CONTACTS.c.id), rows).scalars())
+        if request.events:
+            outbox.append(
+                connection,
+                [
+                    outbox.NewEvent(
+                        outbox.CONTACT_CREATED,
+                        str(row["id"]),
+                        outbox.contact_data(
+                            row["id"], row["source"], row["sender_id"], request.now
+                        ),
+                        contact_id=row["id"],
+                        time=request.now,
+                    )
+                    for row in rows
+                    if row["id"] in created
+                ],
+            )
         return []
     if isinstance(request, FindStored):
         query = select(
@@ -590,7 +637,24 @@ def _sqlite(connection: Connection, request: Request) -> Rows:
     statement = insert_ignoring_conflicts(
         connection, MESSAGES, "source", "channel_message_id"
     ).returning(MESSAGES.c.id)
-    return [(message_id,) for message_id in connection.execute(statement, rows).scalars()]
+    inserted = list(connection.execute(statement, rows).scalars())
+    if request.events:
+        kept = set(inserted)
+        outbox.append(
+            connection,
+            [
+                outbox.NewEvent(
+                    outbox.MESSAGE_RECEIVED,
+                    str(row["id"]),
+                    outbox.message_data(row, row["contact_id"], request.now),
+                    contact_id=row["contact_id"],
+                    time=request.now,
+                )
+                for row in rows
+                if row["id"] in kept
+            ],
+        )
+    return [(message_id,) for message_id in inserted]
 
 
 def _last_seq(connection: Connection, table: Table) -> int:
@@ -620,6 +684,7 @@ def store_messages(
     (see the module's docstring for the outcomes)."""
     now = utcnow()
     key = tombstone_key(connection)
+    events = outbox_enabled(connection)
     if connection.dialect.name == "postgresql":
-        return run_pg_steps(connection, batch_steps(messages, now, key))
-    return run_sqlite_steps(connection, store_steps(messages, now, key))
+        return run_pg_steps(connection, batch_steps(messages, now, key, events))
+    return run_sqlite_steps(connection, store_steps(messages, now, key, events))

@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from crm_core.database import truncate_sqlite_log
 from crm_core.models import AuditEvent, Deal, Message, MessageEvent, MessageStatus
-from crm_core.models.base import utcnow
+from crm_core.models.base import utc_text, utcnow
 from crm_core.schemas.contact import ContactPublic, ErasureReport, MessagePublic
 from crm_core.schemas.ingest import ERASED_PREFIX
-from crm_core.services import tombstones
+from crm_core.services import outbox, tombstones
 from crm_core.services.contacts import all_messages, get_contact
 from crm_core.services.deals import deal_detail
 from crm_core.services.senders import WHATSAPP
@@ -147,13 +147,25 @@ def erase_contact(
         .where(Deal.contact_id == contact_id)
         .values(title=ERASED_TITLE, attributes={}, updated_at=now),
     )
+    redacted = outbox.redact(connection, contact_id)
+    erased = {"id": str(contact_id), "erased_at": utc_text(now)}
+    outbox.append(
+        connection,
+        [outbox.NewEvent(outbox.CONTACT_ERASED, str(contact_id), erased, contact_id, now)],
+    )
     audit(
         session,
         "contact.erase",
         contact_id,
         actor,
         request_id,
-        {"messages": erased_messages, "deals": deals, "tombstones": buried, **reported},
+        {
+            "messages": erased_messages,
+            "deals": deals,
+            "tombstones": buried,
+            "events_redacted": redacted,
+            **reported,
+        },
     )
     session.commit()
     if not truncate_sqlite_log(session.get_bind().engine):

@@ -40,14 +40,15 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from sqlalchemy import Connection, Table, and_, func, select, text, update
+from sqlalchemy import Connection, Table, and_, select, update
 
-from crm_core.database import insert_ignoring_conflicts
-from crm_core.models import Contact, ErasureTombstone, MessageEvent, MessageStatus
-from crm_core.models.base import utcnow
+from crm_core.database import insert_ignoring_conflicts, next_seqs, outbox_enabled
+from crm_core.models import Contact, ErasureTombstone, Message, MessageEvent, MessageStatus
+from crm_core.models.base import utc_text, utcnow
 from crm_core.models.whatsapp import MAX_WAMID_CHARS
 from crm_core.schemas.ingest import MAX_CONTENT_CHARS, IngestMessage
 from crm_core.schemas.text import unstorable
+from crm_core.services import outbox
 from crm_core.services.ingest import StoredMessage, new_ids, store_messages
 from crm_core.services.senders import WHATSAPP, InvalidSenderError, canonical_sender_id
 from crm_core.services.tombstones import message_digest, tombstone_key
@@ -65,6 +66,7 @@ STATUSES: Table = MessageStatus.__table__  # type: ignore[assignment]
 EVENTS: Table = MessageEvent.__table__  # type: ignore[assignment]
 CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
 TOMBSTONES: Table = ErasureTombstone.__table__  # type: ignore[assignment]
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 
 
 # The shape of a delivery: only what is read is declared; everything else is allowed, and
@@ -346,13 +348,16 @@ def store_delivery(connection: Connection, plan: DeliveryPlan) -> DeliveryReport
     key = tombstone_key(connection) if plan.statuses or plan.events else b""
     events = _not_erased(connection, key, plan.events, "message_wamid")
     statuses = _not_erased(connection, key, plan.statuses, "wamid")
+    new_statuses = _insert(connection, STATUSES, statuses, now, ("wamid", "status"))
+    new_events = _insert(connection, EVENTS, events, now, ("event_wamid",))
+    outbox.append(connection, _outbox_events(connection, new_statuses, new_events, now))
     return DeliveryReport(
         messages=outcomes.count("accepted"),
         duplicates=outcomes.count("duplicate"),
         erased=outcomes.count("erased"),
         conflicts=outcomes.count("conflict"),
-        statuses=_insert(connection, STATUSES, statuses, now, ("wamid", "status")),
-        events=_insert(connection, EVENTS, events, now, ("event_wamid",)),
+        statuses=len(new_statuses),
+        events=len(new_events),
         skipped=plan.skipped,
     )
 
@@ -409,31 +414,69 @@ def _insert(
     rows: list[dict[str, Any]],
     now: datetime,
     unique: tuple[str, ...],
-) -> int:
+) -> list[dict[str, Any]]:
     """Insert the rows that are new (by `unique`): numbered (`seq`) in arrival order, written
-    in one fixed order (by `unique`) so that concurrent deliveries never deadlock; the number
-    inserted."""
+    in one fixed order (by `unique`) so that concurrent deliveries never deadlock; the rows
+    inserted, in arrival order."""
     if not rows:
-        return 0
+        return []
     first: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         first.setdefault(tuple(row[column] for column in unique), row)
     arrived = list(first.values())
     numbers = zip(
-        arrived, new_ids(len(arrived)), _seqs(connection, table, len(arrived)), strict=True
+        arrived, new_ids(len(arrived)), next_seqs(connection, table, len(arrived)), strict=True
     )
     values = [{**row, "id": row_id, "received_at": now, "seq": seq} for row, row_id, seq in numbers]
-    values.sort(key=lambda row: tuple(row[column] for column in unique))
+    in_order = sorted(values, key=lambda row: tuple(row[column] for column in unique))
     statement = insert_ignoring_conflicts(connection, table, *unique).returning(table.c.id)
-    return len(connection.execute(statement, values).scalars().all())
+    inserted = set(connection.execute(statement, in_order).scalars())
+    return [row for row in values if row["id"] in inserted]
 
 
-def _seqs(connection: Connection, table: Table, count: int) -> list[int]:
-    """`count` order-key numbers for new rows of `table`, increasing (as
-    crm_core.models.base.Sequenced makes them: its identity's sequence on PostgreSQL; on
-    SQLite, after the largest so far, inside the write transaction)."""
-    if connection.dialect.name == "postgresql":
-        query = text(f"SELECT nextval('{table.name}_seq_seq') FROM generate_series(1, :count)")
-        return sorted(int(seq) for seq in connection.execute(query, {"count": count}).scalars())
-    last = connection.execute(select(func.coalesce(func.max(table.c.seq), 0))).scalar_one()
-    return [int(last) + position for position in range(1, count + 1)]
+def _outbox_events(
+    connection: Connection,
+    statuses: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    now: datetime,
+) -> list[outbox.NewEvent]:
+    """The outbox events of the statuses and message events stored: references only (the
+    wamids, and the message and contact ids when the message is ours), never the payload,
+    which holds the person's number."""
+    if not (statuses or events) or not outbox_enabled(connection):
+        return []
+    wamids = sorted({row["wamid"] for row in statuses} | {row["message_wamid"] for row in events})
+    ours: dict[str, tuple[uuid.UUID, uuid.UUID]] = {
+        wamid: (message_id, contact_id)
+        for wamid, message_id, contact_id in connection.execute(
+            select(MESSAGES.c.channel_message_id, MESSAGES.c.id, MESSAGES.c.contact_id).where(
+                MESSAGES.c.source == WHATSAPP, MESSAGES.c.channel_message_id.in_(wamids)
+            )
+        )
+    }
+    received_at = utc_text(now)
+
+    def about(wamid: str) -> tuple[dict[str, Any], uuid.UUID | None]:
+        message_id, contact_id = ours.get(wamid, (None, None))
+        data = {
+            "channel_message_id": wamid,
+            "message_id": None if message_id is None else str(message_id),
+            "contact_id": None if contact_id is None else str(contact_id),
+            "received_at": received_at,
+        }
+        return data, contact_id
+
+    appended: list[outbox.NewEvent] = []
+    for row in statuses:
+        data, contact_id = about(row["wamid"])
+        timestamp = row["payload"].get("timestamp")
+        data |= {
+            "status": row["status"],
+            "timestamp": timestamp if isinstance(timestamp, str) else None,
+        }
+        appended.append(outbox.NewEvent(outbox.MESSAGE_STATUS, row["wamid"], data, contact_id, now))
+    for row in events:
+        data, contact_id = about(row["message_wamid"])
+        kind = outbox.WHATSAPP_EVENT_TYPES[row["kind"]]
+        appended.append(outbox.NewEvent(kind, row["event_wamid"], data, contact_id, now))
+    return appended

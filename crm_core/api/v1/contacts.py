@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from crm_core.api.deps import ApiPrincipal
+from crm_core.api.deps import ApiPrincipal, ReadPrincipal
 from crm_core.database import ReadSessionDep, SessionDep
 from crm_core.schemas.contact import (
     ContactDetail,
@@ -27,7 +27,7 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The cursor is not valid", **_PROBLEM},
     401: {"description": "No valid API key", **_PROBLEM},
-    403: {"description": "The API key is not a read/write key", **_PROBLEM},
+    403: {"description": "The API key's scope does not allow this route", **_PROBLEM},
     404: {"description": "No such contact", **_PROBLEM},
     422: {"description": "A parameter is invalid", **_PROBLEM},
 }
@@ -36,7 +36,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("", summary="List contacts, oldest first", responses=_ERRORS)
 def list_contacts(
     session: ReadSessionDep,
-    _principal: ApiPrincipal,
+    _principal: ReadPrincipal,
     source: Annotated[str | None, Query(pattern=SOURCE_PATTERN)] = None,
     sender_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     cursor: CursorParam = None,
@@ -59,7 +59,7 @@ def list_contacts(
 
 @router.get("/{contact_id}", summary="A contact and its latest messages", responses=_ERRORS)
 def get_contact(
-    contact_id: uuid.UUID, session: ReadSessionDep, _principal: ApiPrincipal
+    contact_id: uuid.UUID, session: ReadSessionDep, _principal: ReadPrincipal
 ) -> ContactDetail:
     contact = contacts.get_contact(session, contact_id)
     recent = contacts.recent_messages(session, contact_id)
@@ -75,7 +75,7 @@ def get_contact(
 def list_messages(
     contact_id: uuid.UUID,
     session: ReadSessionDep,
-    _principal: ApiPrincipal,
+    _principal: ReadPrincipal,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> MessagesPublic:

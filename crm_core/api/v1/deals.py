@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from crm_core.api.deps import ApiPrincipal
+from crm_core.api.deps import ApiPrincipal, ReadPrincipal
 from crm_core.database import ReadSessionDep, SessionDep
 from crm_core.pipelines import PIPELINES
 from crm_core.schemas.deal import (
@@ -29,7 +29,7 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The cursor is not valid", **_PROBLEM},
     401: {"description": "No valid API key", **_PROBLEM},
-    403: {"description": "The API key is not a read/write key", **_PROBLEM},
+    403: {"description": "The API key's scope does not allow this route", **_PROBLEM},
     404: {"description": "No such deal", **_PROBLEM},
     409: {
         "description": "The pipeline does not allow that move, or the contact was erased",
@@ -49,7 +49,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     summary="The pipelines, their stages and allowed moves",
     responses={code: _ERRORS[code] for code in (401, 403)},
 )
-def list_pipelines(_principal: ApiPrincipal) -> list[PipelinePublic]:
+def list_pipelines(_principal: ReadPrincipal) -> list[PipelinePublic]:
     return [
         PipelinePublic(
             slug=pipeline.slug,
@@ -84,7 +84,7 @@ def create_deal(
 @router.get("/deals", summary="List deals, oldest first", responses=_ERRORS)
 def list_deals(
     session: ReadSessionDep,
-    _principal: ApiPrincipal,
+    _principal: ReadPrincipal,
     pipeline: Slug | None = None,
     stage: Slug | None = None,
     contact_id: Annotated[uuid.UUID | None, Query()] = None,
@@ -109,7 +109,7 @@ def list_deals(
 
 
 @router.get("/deals/{deal_id}", summary="A deal and its stage history", responses=_ERRORS)
-def get_deal(deal_id: uuid.UUID, session: ReadSessionDep, _principal: ApiPrincipal) -> DealDetail:
+def get_deal(deal_id: uuid.UUID, session: ReadSessionDep, _principal: ReadPrincipal) -> DealDetail:
     return deals.deal_detail(session, deals.get_deal(session, deal_id))
 
 

@@ -31,7 +31,7 @@ from crm_core.api.deps import (
     verify_source_signature,
 )
 from crm_core.database import Database
-from crm_core.models.base import utcnow
+from crm_core.models.base import utc_text, utcnow
 from crm_core.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body, validation_problem_from
 from crm_core.schemas.ingest import (
     MAX_BATCH_MESSAGES,
@@ -43,7 +43,7 @@ from crm_core.schemas.ingest import (
 from crm_core.services import idempotency
 from crm_core.services.api_keys import Principal
 from crm_core.services.group_commit import GroupCommitter
-from crm_core.services.ingest import StoredMessage, store_messages, utc_text
+from crm_core.services.ingest import StoredMessage, store_messages
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 M = TypeVar("M", bound=BaseModel)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from crm_core.api.deps import ApiPrincipal
+from crm_core.api.deps import ReadPrincipal
 from crm_core.database import ReadSessionDep
 from crm_core.exceptions import NotFoundError
 from crm_core.models import Message, MessageEvent, MessageStatus
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/messages", tags=["contacts"])
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid API key", **_PROBLEM},
-    403: {"description": "The API key is not a read/write key", **_PROBLEM},
+    403: {"description": "The API key's scope does not allow this route", **_PROBLEM},
     404: {"description": "No such message", **_PROBLEM},
     422: {"description": "A parameter is invalid", **_PROBLEM},
 }
@@ -37,7 +37,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_ERRORS,
 )
 def get_message(
-    message_id: uuid.UUID, session: ReadSessionDep, _principal: ApiPrincipal
+    message_id: uuid.UUID, session: ReadSessionDep, _principal: ReadPrincipal
 ) -> MessageDetail:
     """Statuses and events in the order they arrived; the message's own content is never
     changed by them (an edit or a revoke is an event beside it)."""
