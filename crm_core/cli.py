@@ -1,4 +1,5 @@
-"""`crm-core`: administration commands (API keys). Parses arguments and reports; no logic."""
+"""`crm-core`: administration commands (API keys, the server, the event feed). Parses
+arguments and reports; no logic."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from crm_core import tail
 from crm_core.config import get_settings
 from crm_core.database import Database, create_db_engine, normalize_database_url
 from crm_core.exceptions import CrmError
 from crm_core.models.api_key import NAME_MAX_LENGTH, SCOPES
 from crm_core.server import LOG_LEVELS, serve
-from crm_core.services import api_keys
+from crm_core.services import api_keys, outbox
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,7 +100,63 @@ def _parser() -> argparse.ArgumentParser:
         default="warning",
         help="uvicorn's log level (default: %(default)s)",
     )
+    events = commands.add_parser("events", help="follow or prune the event feed")
+    event_actions = events.add_subparsers(dest="action", required=True)
+    tailing = event_actions.add_parser(
+        "tail", help="print the events of GET /events as they commit, one JSON line each"
+    )
+    tailing.add_argument(
+        "--url",
+        default=os.environ.get("CRM_API_URL", "http://127.0.0.1:8000"),
+        help="the API's base URL (default: $CRM_API_URL or %(default)s)",
+    )
+    tailing.add_argument(
+        "--key",
+        default=os.environ.get("CRM_API_KEY"),
+        help="an API key of scope read or readwrite (default: $CRM_API_KEY)",
+    )
+    tailing.add_argument(
+        "--types",
+        type=_event_types,
+        default=(),
+        help="only these event types, comma-separated (e.g. br.aurora.crm.message.received)",
+    )
+    tailing.add_argument(
+        "--after", default=None, help="a cursor to resume from (default: the start)"
+    )
+    tailing.add_argument(
+        "--once", action="store_true", help="stop at the end of the feed instead of waiting"
+    )
+    pruning = event_actions.add_parser(
+        "prune", help="delete old events (never one the relay has not published)"
+    )
+    pruning.add_argument(
+        "--older-than-days",
+        type=_positive_days,
+        default=None,
+        help="age in days (default: CRM_EVENTS_RETENTION_DAYS, 30)",
+    )
     return parser
+
+
+def _event_types(text: str) -> tuple[str, ...]:
+    wanted = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in wanted if name not in outbox.EVENT_TYPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type {unknown[0]!r}; the types are: {', '.join(outbox.EVENT_TYPES)}"
+        )
+    return wanted
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not days > 0 or days == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid age {text!r}: a number of days above 0")
+    return days
 
 
 def _default_workers() -> int:
@@ -122,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+    if arguments.command == "events" and arguments.action == "tail":
+        feed = tail.Feed(arguments.url, arguments.key, arguments.types)
+        return tail.run(feed, arguments.after, once=arguments.once)
     try:
         settings = get_settings()
         database = Database(create_db_engine(settings.database_url))
@@ -130,7 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with database.sessionmaker() as session:
-            if arguments.action == "create":
+            if arguments.command == "events":
+                days = arguments.older_than_days or settings.events_retention_days
+                pruned = outbox.prune(
+                    session, timedelta(days=days), relay_required=settings.nats_url is not None
+                )
+                kept = (
+                    f"; kept {pruned.kept_unpublished} the relay has not published yet"
+                    if pruned.kept_unpublished
+                    else ""
+                )
+                print(f"pruned {pruned.deleted} event(s) older than {days:g} day(s){kept}")
+            elif arguments.action == "create":
                 key, token = api_keys.create_key(session, arguments.scope, arguments.name)
                 print(f"id:    {key.id}\nscope: {key.scope}\nkey:   {token}")
                 print("Keep the key now: it is not stored and cannot be shown again.")

@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from crm_core.config import Settings
 from crm_core.main import create_app
 from tests.bdd.steps.ingest import PATH, WHATSAPP_EXAMPLE, client_of
-from tests.bdd.support.databases import DATABASE_PROPERTY, Backend
+from tests.bdd.support.databases import Backend, live_url
 from tests.bdd.support.live_server import LiveServer, chunked, live_server, message, raw_exchange
 from tests.bdd.support.names import names
 from tests.bdd.support.serving import BIN, free_port
@@ -200,12 +200,10 @@ class Served:
 def database_with_password(
     backend: Backend, secret: str, sqlite_url: str, request: pytest.FixtureRequest
 ) -> Served:
-    url = sqlite_url
+    url = live_url(backend, sqlite_url, request)
     if backend is Backend.POSTGRESQL:
         # the test server trusts loopback, so any password is accepted and none is needed
-        live = make_url(request.getfixturevalue("postgres_url"))
-        url = live.set(password=secret).render_as_string(hide_password=False)
-    request.node.user_properties.append((DATABASE_PROPERTY, f"{backend} live"))
+        url = make_url(url).set(password=secret).render_as_string(hide_password=False)
     return Served(url, secret)
 
 

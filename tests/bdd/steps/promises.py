@@ -27,7 +27,7 @@ from crm_core.schemas.ingest import IngestMessage
 from crm_core.services.group_commit import GroupCommitter
 from crm_core.services.ingest import store_messages
 from tests.bdd.steps.ingest import PATH, _migrated_app, client_of, engine_of, fill
-from tests.bdd.support.databases import DATABASE_PROPERTY, Backend
+from tests.bdd.support.databases import Backend, live_url
 from tests.bdd.support.names import names
 from tests.bdd.support.serving import (
     check_clients_without_server_errors,
@@ -51,11 +51,7 @@ def migrated_app_on(
 ) -> FastAPI:
     """The app on a live database of `backend`: a SQLite file, or a throwaway PostgreSQL
     database (skipped without a server, failed when AURORA_REQUIRE_POSTGRES demands one)."""
-    url = sqlite_url
-    if backend is Backend.POSTGRESQL:
-        url = request.getfixturevalue("postgres_url")
-    request.node.user_properties.append((DATABASE_PROPERTY, f"{backend} live"))
-    return _migrated_app(url, monkeypatch, request, {})
+    return _migrated_app(live_url(backend, sqlite_url, request), monkeypatch, request, {})
 
 
 def _whatsapp(sender: str, content: str, message_id: str) -> dict[str, Any]:

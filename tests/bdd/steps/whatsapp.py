@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from crm_core.models import Contact, Message, MessageEvent, MessageStatus
 from tests.bdd.steps.ingest import _migrated_app, client_of, engine_of
-from tests.bdd.support.databases import DATABASE_PROPERTY, Backend
+from tests.bdd.support.databases import Backend, live_url
 from tests.bdd.support.names import names
 from tests.conftest import REPO_ROOT
 
@@ -62,12 +62,8 @@ def whatsapp_app(
     request: pytest.FixtureRequest,
 ) -> FastAPI:
     """The app on a live database of `backend`, with the verify token and the App Secret."""
-    url = sqlite_url
-    if backend is Backend.POSTGRESQL:
-        url = request.getfixturevalue("postgres_url")
-    request.node.user_properties.append((DATABASE_PROPERTY, f"{backend} live"))
     environment = {"CRM_WHATSAPP_VERIFY_TOKEN": TOKEN, "CRM_WHATSAPP_APP_SECRET": SECRET}
-    return _migrated_app(url, monkeypatch, request, environment)
+    return _migrated_app(live_url(backend, sqlite_url, request), monkeypatch, request, environment)
 
 
 @when(parsers.parse('a Meta faz a verificação com "{query}"'), target_fixture="response")

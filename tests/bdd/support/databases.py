@@ -51,6 +51,17 @@ class Backend(StrEnum):
     POSTGRESQL = "PostgreSQL"
 
 
+def live_url(backend: Backend, sqlite_url: str, request: pytest.FixtureRequest) -> str:
+    """The URL of a live database of `backend` for a scenario: the SQLite file, or a throwaway
+    PostgreSQL database (skipped without a server, failed when AURORA_REQUIRE_POSTGRES demands
+    one); the scenario records which."""
+    url = sqlite_url
+    if backend is Backend.POSTGRESQL:
+        url = request.getfixturevalue("postgres_url")
+    request.node.user_properties.append((DATABASE_PROPERTY, f"{backend} live"))
+    return url
+
+
 def postgres_mode() -> Mode:
     """Live when a PostgreSQL server is configured or demanded; offline only when neither."""
     configured = bool(os.environ.get(POSTGRES_ENV, "").strip())

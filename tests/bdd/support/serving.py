@@ -1,6 +1,7 @@
 """`crm-core serve` for real, on loopback, for the tests and scenarios that load it or hurt it:
 the server, a keep-alive JSON client, clients that call it in a loop, a reader that follows
-cursors, and the two bounded load runs of OS 005's data promises (AC-16, AC-18)."""
+cursors, the two bounded load runs of OS 005's data promises (AC-16, AC-18), and the event
+feed's consumer under writers (OS 007 AC-05)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
+from crm_core.database import create_db_engine
 from tests.conftest import REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -304,3 +309,139 @@ def check_clients_without_server_errors(url: str, clients: int = 32, seconds: fl
     assert not errors, f"{len(errors)} answers were 5xx, e.g. {errors[:3]}"
     assert len(load.statuses) > 200, len(load.statuses)
     return len(load.statuses)
+
+
+class LiveFeed:
+    """`crm-core serve` on a database for a scenario's steps, stopped when the scenario ends;
+    `url` and `key` (read/write) are what a consumer of the feed is given."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.key = key
+        self.client = Client(port, key)
+
+    @classmethod
+    def start(cls, database_url: str, request: Any) -> LiveFeed:
+        """Serve `database_url` until `request` (a pytest FixtureRequest) finalizes."""
+        stack = ExitStack()
+        port, key = stack.enter_context(served(database_url))
+        request.addfinalizer(stack.close)
+        return cls(port, key)
+
+    def all_events(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Every event of the feed from its start, and the last end_cursor."""
+        return read_events(self.client, None)
+
+
+def read_events(
+    client: Client, after: str | None, wait: float = 0
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The events after `after`, following next_cursor (200 a page); with `wait`, the first
+    request waits that long for one. (events, the last end_cursor)."""
+    events: list[dict[str, Any]] = []
+    cursor = after
+    while True:
+        query = f"?limit=200&wait={wait:g}" + (f"&after={cursor}" if cursor else "")
+        status, page = client.call("GET", "/events" + query)
+        assert status == 200, page
+        events += page["data"]
+        cursor = page["end_cursor"] or cursor
+        wait = 0
+        if page["next_cursor"] is None:
+            return events, cursor
+
+
+def count_events(url: str) -> int:
+    """How many events the database at `url` holds."""
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM crm_events")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def check_feed_under_writers(url: str, clients: int = 16, seconds: float = 4.0) -> int:
+    """Against `crm-core serve` on `url`: `clients` clients write for `seconds` (new contacts
+    with their first message, messages of one contact, deals created and moved), while a
+    consumer follows `GET /events` with a long-poll wait. AssertionError unless, once the
+    writers stopped, the consumer saw every event of the feed exactly once and in the feed's
+    order, the event of every accepted message once, each contact created before its first
+    message and each deal created before its moves. The number of writes."""
+    with served(url) as (port, key):
+        setup = Client(port, key)
+        status, receipt = setup.call("POST", "/ingest/message", whatsapp("5511900000000", "f.0"))
+        assert status == 202, receipt
+        hot = receipt["contact_id"]
+        deals = [
+            setup.call("POST", "/deals", {"contact_id": hot, "title": "x", "pipeline": "rodobens"})[
+                1
+            ]["id"]
+            for _ in range(4)
+        ]
+        accepted: list[str] = [receipt["id"]]
+        load = Workload(port, key)
+        stages = ["qualificacao", "perdido", "novo"]
+        for index in range(clients):
+            kind = index % 4
+
+            def step(
+                client: Client, n: int, index: int = index, kind: int = kind
+            ) -> tuple[int, Any]:
+                if kind in (0, 1):
+                    sender = f"55119{index:02d}{n:06d}" if kind == 0 else "5511900000000"
+                    status, body = client.call(
+                        "POST", "/ingest/message", whatsapp(sender, f"f.{index}.{n}")
+                    )
+                    if status == 202:
+                        accepted.append(body["id"])
+                    return status, body
+                if kind == 2:
+                    body = {"contact_id": hot, "title": f"{index}.{n}", "pipeline": "juridico"}
+                    return client.call("POST", "/deals", body)
+                deal = deals[(index + n) % len(deals)]
+                return client.call("POST", f"/deals/{deal}/stage", {"stage": stages[n % 3]})
+
+            load.add(f"client {index}", step)
+        seen: list[dict[str, Any]] = []
+        position: list[str | None] = [None]
+        consumer = Client(port, key)
+
+        def consume(_: Client, n: int) -> tuple[int, Any]:
+            events, position[0] = read_events(consumer, position[0], wait=1)
+            seen.extend(events)
+            return 200, None
+
+        load.add("consumer", consume)
+        load.run(seconds)
+        assert not load.server_errors(), load.server_errors()[:5]
+        stored = count_events(url)
+        deadline = time.monotonic() + TIMEOUT
+        while len(seen) < stored and time.monotonic() < deadline:  # committed after its last read
+            events, position[0] = read_events(consumer, position[0], wait=1)
+            seen.extend(events)
+        everything, _ = read_events(setup, None)
+    ids = [event["id"] for event in seen]
+    assert len(ids) == len(set(ids)), "the consumer saw an event twice"
+    assert ids == [event["id"] for event in everything], (
+        "the consumer's events differ from the feed"
+    )
+    received = Counter(
+        event["subject"] for event in everything if event["type"].endswith(".message.received")
+    )
+    assert all(received[message_id] == 1 for message_id in accepted), (
+        "an accepted message lacks its event"
+    )
+    assert len(received) == len(accepted), (len(received), len(accepted))
+    first_seen: dict[str, int] = {}
+    for place, event in enumerate(everything):
+        kind = event["type"].rsplit(".", 2)[-2:]
+        if kind == ["contact", "created"] or kind == ["deal", "created"]:
+            first_seen[event["subject"]] = place
+        elif kind == ["message", "received"]:
+            assert first_seen.get(event["data"]["contact_id"], place) < place, event
+        elif kind == ["deal", "stage_changed"]:
+            assert first_seen.get(event["subject"], place) < place, event
+    writes = len(load.statuses) - sum(1 for name, _, _ in load.statuses if name == "consumer")
+    assert writes > clients * 5, writes
+    return writes
