@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from crm_core.database import next_seqs, outbox_enabled
@@ -115,12 +115,19 @@ def erased_data(contact_id: uuid.UUID) -> dict[str, Any]:
     return {"contact_id": str(contact_id), "erased": True}
 
 
+WAMID_SUBJECTS = (MESSAGE_STATUS, MESSAGE_REACTION, MESSAGE_EDITED, MESSAGE_REVOKED)
+"""The types whose subject is a wamid (an id of the person's message on WhatsApp)."""
+
+
 def redact(connection: Connection, contact_id: uuid.UUID) -> int:
-    """Replace the data of every event about the contact with `erased_data` (the erasure's
-    transaction): the number of events redacted. Their ids, types, subjects and order stay, so
-    a consumer's cursor still holds."""
+    """Replace the data of every event about the contact with `erased_data`, and a wamid
+    subject with the contact's id (the erasure's transaction): the number of events redacted.
+    Their ids, types and order stay, so a consumer's cursor still holds."""
+    subject = case((EVENTS.c.type.in_(WAMID_SUBJECTS), str(contact_id)), else_=EVENTS.c.subject)
     result = connection.execute(
-        update(EVENTS).where(EVENTS.c.contact_id == contact_id).values(data=erased_data(contact_id))
+        update(EVENTS)
+        .where(EVENTS.c.contact_id == contact_id)
+        .values(data=erased_data(contact_id), subject=subject)
     )
     return int(getattr(result, "rowcount", 0))
 

@@ -160,6 +160,8 @@ class Catalog:
                 else:
                     del columns[_identifier(column["rest"].split()[0])]
                 tables[table.name] = replace(table, columns=columns)
+            elif head == "ALTER TABLE" and (constraint := _ALTER_CONSTRAINT.match(statement)):
+                tables = _alter_constraint(tables, constraint)
             elif head == "ALTER TABLE" and _ALTER_COLUMNS.match(statement):
                 table = tables[_identifier(words[2])]
                 tables[table.name] = _alter_columns(table, statement)
@@ -168,6 +170,29 @@ class Catalog:
             else:
                 raise UnreadableDdlError(f"the offline catalog cannot replay: {statement!r}")
         return Catalog(self.source, tables)
+
+
+_ALTER_CONSTRAINT = re.compile(
+    r"ALTER TABLE (?P<table>\S+) (?P<action>ADD|DROP) CONSTRAINT (?P<name>\S+)(?P<rest>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _alter_constraint(tables: dict[str, Table], constraint: re.Match[str]) -> dict[str, Table]:
+    """A constraint dropped (a unique constraint or foreign key the catalog holds, by name) or a
+    CHECK constraint added; the catalog holds no CHECK constraints, so adding or dropping one
+    leaves it as it is. Any other constraint added is not replayed."""
+    table = tables[_identifier(constraint["table"])]
+    name = _identifier(constraint["name"])
+    if constraint["action"].upper() == "DROP":
+        tables[table.name] = replace(
+            table,
+            unique_constraints=frozenset(u for u in table.unique_constraints if u.name != name),
+            foreign_keys=frozenset(f for f in table.foreign_keys if f.name != name),
+        )
+    elif not constraint["rest"].strip().upper().startswith("CHECK"):
+        raise UnreadableDdlError(f"the offline catalog cannot replay: {constraint.group(0)!r}")
+    return tables
 
 
 # Statements that change rows or transactions, not the schema (alembic's version bookkeeping,
