@@ -220,14 +220,27 @@ def measure_http(
 ) -> HttpFigures:
     server = Server(url, workers, extra_env)
     try:
-        # A short warm-up (connections, prepared statements), then the measured run; each its
-        # own run id, so that no measured message repeats a warm-up one.
-        wrk(script, server.port, connections, warmup, {**env, "BENCH_RUN": env["BENCH_RUN"] + "w"})
-        before = server.worker_cpu()
-        rate, p50, p99, errors = wrk(script, server.port, connections, duration, env)
-        after = server.worker_cpu()
+        return measure_server(server, script, connections, duration, env, warmup)
     finally:
         server.stop()
+
+
+def measure_server(
+    server: Server,
+    script: Path,
+    connections: int,
+    duration: float,
+    env: dict[str, str],
+    warmup: float = 2.0,
+) -> HttpFigures:
+    """measure_http against a server already running (any object with `port` and
+    `worker_cpu()`), which the caller stops."""
+    # A short warm-up (connections, prepared statements), then the measured run; each its own
+    # run id, so that no measured message repeats a warm-up one.
+    wrk(script, server.port, connections, warmup, {**env, "BENCH_RUN": env["BENCH_RUN"] + "w"})
+    before = server.worker_cpu()
+    rate, p50, p99, errors = wrk(script, server.port, connections, duration, env)
+    after = server.worker_cpu()
     cpu = [round(a - b, 2) for a, b in zip(after, before, strict=False)]
     return HttpFigures(connections, round(rate, 1), p50, p99, errors, cpu)
 
