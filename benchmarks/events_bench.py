@@ -380,14 +380,14 @@ def run(
     admin_url = admin_url or default_admin_url()
     ingest = measure_ingest(
         admin_url,
-        duration=duration or (3.0 if quick else 8.0),
+        duration=duration or (2.0 if quick else 8.0),
         warmup=warmup or (1.0 if quick else 2.0),
         rounds=rounds or (1 if quick else 2),
     )
     read = measure_read(
         admin_url,
         messages=events or (5_000 if quick else 20_000),
-        passes=passes or (3 if quick else 5),
+        passes=passes or 3,
     )
     return {"ingest": ingest, "read": read}
 
@@ -424,7 +424,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of off, on and peer")
     parser.add_argument("--events", type=int, default=20_000, help="messages stored for (c)")
-    parser.add_argument("--passes", type=int, default=5, help="timed reads of the feed")
+    parser.add_argument("--passes", type=int, default=3, help="timed reads of the feed")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     try:

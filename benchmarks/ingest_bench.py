@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import psycopg
@@ -303,11 +304,13 @@ def copy_rows(dsn: str, contact_id: uuid.UUID, rows: int) -> float:
         return rows / (time.monotonic() - started)
 
 
-def seed_contacts(dsn: str) -> int:
-    """Create the contacts of every sender the wrk scripts use; how many were created."""
+@cache
+def seeded_senders() -> list[str]:
+    """The canonical sender ids of every sender the wrk scripts use (computed once: parsing
+    40,000 numbers takes seconds, and a run may seed several databases)."""
     from crm_core.services.senders import canonical_sender_id
 
-    senders = sorted(
+    return sorted(
         {
             canonical_sender_id("whatsapp", f"{prefix}{tid:02d}{n:06d}")
             for prefix in ("55119", "55118")
@@ -315,6 +318,11 @@ def seed_contacts(dsn: str) -> int:
             for n in range(SENDERS)
         }
     )
+
+
+def seed_contacts(dsn: str) -> int:
+    """Create the contacts of every sender the wrk scripts use; how many were created."""
+    senders = seeded_senders()
     with psycopg.connect(dsn) as connection:
         connection.execute(
             "INSERT INTO crm_contacts (id, source, sender_id, attributes) "
