@@ -22,8 +22,9 @@ dropped afterwards; benchmarks/ingest_bench.py's `throwaway_database`), and is b
       (crm_core.services.ingest.store_messages, 1,000 a transaction), then every event is read
       over HTTP through `GET /events?limit=1000`, following `next_cursor`, one client, against
       `crm-core serve`; and the same rows by a bare `SELECT id, type, subject, time, data FROM
-      crm_events ORDER BY txid, seq` through psycopg (fetchall). Events/s of both (the median
-      of `--passes` timed passes, after one untimed pass) and their ratio.
+      crm_events ORDER BY txid, seq` through psycopg (fetchall) on one open connection. Events/s
+      of both (the median of `--passes` timed passes of each, taken in turn, after one untimed
+      pass) and their ratio.
 
 With `--rounds 2` (the default), (a) and (b) are measured twice, in the order off, on, peer,
 then peer, on, off, so that a slow spell of the machine weighs on each alike; the figures are
@@ -331,17 +332,22 @@ def measure_read(admin_url: str, *, messages: int, passes: int, workers: int = 2
             connection.execute("VACUUM ANALYZE crm_events")  # as autovacuum would, in time
         key = create_key(url, "read")
         server = Server(url, workers, {})
+        http: list[tuple[float, tuple[int, int]]] = []
+        bare: list[tuple[float, int]] = []
         try:
             headers = {"Authorization": f"Bearer {key}"}
             base = f"http://127.0.0.1:{server.port}"
-            with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            with (
+                httpx.Client(base_url=base, headers=headers, timeout=60) as client,
+                psycopg.connect(url, autocommit=True) as connection,
+            ):
                 read_feed(client)  # untimed: the server's connections, the page cache
-                http = [_timed(lambda: read_feed(client)) for _ in range(passes)]
+                read_select(connection)
+                for _ in range(passes):  # in turn, so that a slow spell weighs on both
+                    http.append(_timed(lambda: read_feed(client)))
+                    bare.append(_timed(lambda: read_select(connection)))
         finally:
             server.stop()
-        with psycopg.connect(url, autocommit=True) as connection:
-            read_select(connection)  # untimed, as the feed's first pass
-            bare = [_timed(lambda: read_select(connection)) for _ in range(passes)]
     for _, (events, _pages) in http:
         if events != total:
             raise BenchmarkError(f"GET /events returned {events} events of {total}")
