@@ -41,7 +41,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import psycopg
@@ -218,14 +221,27 @@ def measure_http(
 ) -> HttpFigures:
     server = Server(url, workers, extra_env)
     try:
-        # A short warm-up (connections, prepared statements), then the measured run; each its
-        # own run id, so that no measured message repeats a warm-up one.
-        wrk(script, server.port, connections, warmup, {**env, "BENCH_RUN": env["BENCH_RUN"] + "w"})
-        before = server.worker_cpu()
-        rate, p50, p99, errors = wrk(script, server.port, connections, duration, env)
-        after = server.worker_cpu()
+        return measure_server(server, script, connections, duration, env, warmup)
     finally:
         server.stop()
+
+
+def measure_server(
+    server: Server,
+    script: Path,
+    connections: int,
+    duration: float,
+    env: dict[str, str],
+    warmup: float = 2.0,
+) -> HttpFigures:
+    """measure_http against a server already running (any object with `port` and
+    `worker_cpu()`), which the caller stops."""
+    # A short warm-up (connections, prepared statements), then the measured run; each its own
+    # run id, so that no measured message repeats a warm-up one.
+    wrk(script, server.port, connections, warmup, {**env, "BENCH_RUN": env["BENCH_RUN"] + "w"})
+    before = server.worker_cpu()
+    rate, p50, p99, errors = wrk(script, server.port, connections, duration, env)
+    after = server.worker_cpu()
     cpu = [round(a - b, 2) for a, b in zip(after, before, strict=False)]
     return HttpFigures(connections, round(rate, 1), p50, p99, errors, cpu)
 
@@ -288,11 +304,13 @@ def copy_rows(dsn: str, contact_id: uuid.UUID, rows: int) -> float:
         return rows / (time.monotonic() - started)
 
 
-def seed_contacts(dsn: str) -> int:
-    """Create the contacts of every sender the wrk scripts use; how many were created."""
+@cache
+def seeded_senders() -> list[str]:
+    """The canonical sender ids of every sender the wrk scripts use (computed once: parsing
+    40,000 numbers takes seconds, and a run may seed several databases)."""
     from crm_core.services.senders import canonical_sender_id
 
-    senders = sorted(
+    return sorted(
         {
             canonical_sender_id("whatsapp", f"{prefix}{tid:02d}{n:06d}")
             for prefix in ("55119", "55118")
@@ -300,6 +318,11 @@ def seed_contacts(dsn: str) -> int:
             for n in range(SENDERS)
         }
     )
+
+
+def seed_contacts(dsn: str) -> int:
+    """Create the contacts of every sender the wrk scripts use; how many were created."""
+    senders = seeded_senders()
     with psycopg.connect(dsn) as connection:
         connection.execute(
             "INSERT INTO crm_contacts (id, source, sender_id, attributes) "
@@ -309,6 +332,42 @@ def seed_contacts(dsn: str) -> int:
         )
         connection.execute("ANALYZE crm_contacts")
     return len(senders)
+
+
+def default_admin_url() -> str:
+    """The PostgreSQL server to create throwaway databases on: AURORA_TEST_POSTGRES_URL, else
+    the local server."""
+    return (
+        os.environ.get("AURORA_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+@contextmanager
+def throwaway_database(admin_url: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new database on the admin URL's server (migrated with `alembic upgrade head` unless
+    `migrate` is false), dropped afterwards whatever happens: its URL (postgresql://)."""
+    admin = make_url(admin_url).set(drivername="postgresql")
+    name = f"aurora_bench_{secrets.token_hex(4)}"
+    admin_dsn = admin.render_as_string(hide_password=False)
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        if migrate:
+            _run([str(BIN / "alembic"), "upgrade", "head"], {"DATABASE_URL": url})
+        yield url
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_key(url: str, scope: str) -> str:
+    """A new API key of `scope` in the database at `url` (`crm-core keys create`)."""
+    created = _run(
+        [str(BIN / "crm-core"), "keys", "create", "--scope", scope], {"DATABASE_URL": url}
+    )
+    return re.search(r"^key:\s+(\S+)$", created, re.M)[1]  # type: ignore[index]
 
 
 def _run(command: list[str], env: dict[str, str]) -> str:
@@ -328,11 +387,7 @@ def _run(command: list[str], env: dict[str, str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get("AURORA_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    parser.add_argument("--admin-url", default=default_admin_url())
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
@@ -343,19 +398,10 @@ def main() -> int:
         print("ingest_bench: needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
 
-    admin = make_url(args.admin_url).set(drivername="postgresql")
-    name = f"aurora_bench_{secrets.token_hex(4)}"
-    admin_dsn = admin.render_as_string(hide_password=False)
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
     figures: dict[str, object] = {"workers": args.workers, "duration_s": args.duration}
-    try:
-        env = {"DATABASE_URL": url}
-        _run([str(BIN / "alembic"), "upgrade", "head"], env)
+    with throwaway_database(args.admin_url) as url:
         seed_contacts(url)
-        created = _run([str(BIN / "crm-core"), "keys", "create", "--scope", "ingest"], env)
-        key = re.search(r"^key:\s+(\S+)$", created, re.M)[1]  # type: ignore[index]
+        key = create_key(url, "ingest")
         wrk_env = {"BENCH_KEY": key, "BENCH_RUN": secrets.token_hex(4)}
         with tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch:
             single = Path(scratch) / "single.lua"
@@ -385,9 +431,6 @@ def main() -> int:
         copied = copy_rows(url, contact_id, args.copy_rows)
         with psycopg.connect(url) as connection:
             stored = connection.execute("SELECT count(*) FROM crm_messages").fetchone()[0]  # type: ignore[index]
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     batch_messages = batched.requests_per_s * 1000
     ratio_single = persisted[64].requests_per_s / validation.requests_per_s

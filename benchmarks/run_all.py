@@ -8,8 +8,9 @@ figures are measured at growing vault sizes (100 -> 1,000 -> 10,000; 100 -> 1,00
 OUT/*.png (matplotlib); OUT is ignored by git. Bounded: the whole run takes under 10 minutes
 on a 2-core machine, --quick under 2. `nox -s bench` runs this.
 
-The ingest figures need wrk, and PostgreSQL for the server ones (AURORA_TEST_POSTGRES_URL, else
-the local server); the SQLite ones run on a file in a temporary folder.
+The ingest and events figures need wrk, and PostgreSQL for the server ones
+(AURORA_TEST_POSTGRES_URL, else the local server); the SQLite ones run on a file in a temporary
+folder.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
+import events_bench  # noqa: E402
 import lint_vault  # noqa: E402
 import report_vault  # noqa: E402
 import verify_ledger  # noqa: E402
@@ -212,6 +214,26 @@ def ingest_sqlite(quick: bool) -> Row:
     return {"name": "ingest-sqlite", **figures}
 
 
+def events(quick: bool) -> Row:
+    """benchmarks/events_bench.py: the outbox's cost, the naive peer and the feed's reads."""
+    try:
+        figures = events_bench.run(quick=quick)
+    except events_bench.BenchmarkError as error:
+        raise SystemExit(f"events_bench failed: {error}") from None
+    ingest, read = figures["ingest"], figures["read"]
+    print(
+        f"  events: outbox on/off {ingest['ratio_on_to_off']:.0%}, ours/peer "
+        f"{ingest['ratio_ours_to_peer']:.2f}×, GET /events {read['ratio_http_to_select']:.0%} "
+        "of a bare SELECT",
+        flush=True,
+    )
+    return {"name": "events", **figures}
+
+
+# The relay's row (benchmarks/relay_bench.py, written separately: `measure(...) -> dict`, the
+# relay against a bare NATS publish loop) goes here, as a step of main() and rows of table().
+
+
 def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     if "ingest" in results:
@@ -234,6 +256,39 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "≥ 40%",
             )
         )
+    if "events" in results:
+        f, r = results["events"]["ingest"], results["events"]["read"]
+        on, off, peer = f["outbox_on"], f["outbox_off"], f["peer"]
+        conns = f["connections"]
+        rows.append(
+            (
+                f"persisted ingest, outbox on, {conns} conns: {on['requests_per_s']:,.0f} req/s, "
+                f"p99 {on['p99_ms']:.0f} ms",
+                f"outbox off (CRM_OUTBOX=false): {off['requests_per_s']:,.0f} req/s, "
+                f"p99 {off['p99_ms']:.0f} ms",
+                f"{f['ratio_on_to_off']:.0%}",
+                "≥ 90%",
+            )
+        )
+        rows.append(
+            (
+                f"persisted ingest, outbox on, {conns} conns: {on['requests_per_s']:,.0f} req/s, "
+                f"p99 {on['p99_ms']:.0f} ms",
+                f"naive FastAPI + psycopg peer: {peer['requests_per_s']:,.0f} req/s, "
+                f"p99 {peer['p99_ms']:.0f} ms",
+                f"{f['ratio_ours_to_peer']:.2f}×",
+                "≥ 2×, lower p99",
+            )
+        )
+        rows.append(
+            (
+                f"GET /events, pages of {r['page_size']:,}: {r['http_events_per_s']:,.0f} events/s",
+                f"bare SELECT of the rows: {r['select_rows_per_s']:,.0f} rows/s",
+                f"{r['ratio_http_to_select']:.0%}",
+                "none (reported)",
+            )
+        )
+    # (the relay's row, benchmarks/relay_bench.py, goes here)
     if "ingest-sqlite" in results:
         f = results["ingest-sqlite"]
         p64 = f["b_persisted_64"]
@@ -348,6 +403,17 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
             "COPY rows/s": f["e_copy_rows_per_s"],
         }
         written.append(bar_chart(plt, out / "ingest.png", "ingest against its baselines", bars))
+    if "events" in results:
+        f, r = results["events"]["ingest"], results["events"]["read"]
+        bars = {
+            "outbox on req/s": f["outbox_on"]["requests_per_s"],
+            "outbox off req/s": f["outbox_off"]["requests_per_s"],
+            "naive peer req/s": f["peer"]["requests_per_s"],
+            "GET /events ev/s": r["http_events_per_s"],
+            "bare SELECT rows/s": r["select_rows_per_s"],
+        }
+        title = "outbox and event feed against their baselines"
+        written.append(bar_chart(plt, out / "events.png", title, bars))
     if "ingest-sqlite" in results:
         f = results["ingest-sqlite"]
         bars = {
@@ -384,7 +450,7 @@ def main() -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["ingest", "ingest-sqlite", "certify", "lint", "verify", "report"],
+        choices=["ingest", "events", "ingest-sqlite", "certify", "lint", "verify", "report"],
     )
     args = parser.parse_args()
     os.environ.setdefault("NO_COLOR", "1")
@@ -400,6 +466,8 @@ def main() -> int:
     }
     steps: list[tuple[str, Callable[[], Row]]] = [
         ("ingest", lambda: ingest(args.quick)),
+        ("events", lambda: events(args.quick)),
+        # ("relay", ...): benchmarks/relay_bench.py's measure(), added with that file
         ("ingest-sqlite", lambda: ingest_sqlite(args.quick)),
         ("certify", lambda: certify_figures(args.quick)),
         ("lint", lambda: scaled("lint", sizes, lint)),
@@ -407,7 +475,7 @@ def main() -> int:
         ("report", lambda: scaled("report", sizes, report)),
     ]
     skipped: dict[str, str] = dict.fromkeys(args.skip, "skipped on request")
-    for name in ("ingest", "ingest-sqlite"):
+    for name in ("ingest", "events", "ingest-sqlite"):
         if name not in skipped and shutil.which("wrk") is None:
             skipped[name] = "needs wrk (Debian: apt-get install wrk)"
     for name, step in steps:

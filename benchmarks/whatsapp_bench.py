@@ -25,8 +25,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
-import re
 import secrets
 import shutil
 import sys
@@ -35,8 +33,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import psycopg
-from ingest_bench import BIN, SINGLE_LUA, HttpFigures, _run, measure_http
-from sqlalchemy.engine import make_url
+from ingest_bench import (
+    SINGLE_LUA,
+    HttpFigures,
+    create_key,
+    default_admin_url,
+    measure_http,
+    throwaway_database,
+)
 
 SECRET = "bench-app-secret"
 TOKEN = "bench-verify-token"
@@ -107,11 +111,7 @@ def write_pool(directory: Path, run: str, size: int, count: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get("AURORA_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    parser.add_argument("--admin-url", default=default_admin_url())
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
@@ -122,12 +122,6 @@ def main() -> int:
         print("whatsapp_bench: needs wrk", file=sys.stderr)
         return 2
 
-    admin = make_url(args.admin_url).set(drivername="postgresql")
-    name = f"aurora_bench_{secrets.token_hex(4)}"
-    admin_dsn = admin.render_as_string(hide_password=False)
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
     server_env = {"CRM_WHATSAPP_VERIFY_TOKEN": TOKEN, "CRM_WHATSAPP_APP_SECRET": SECRET}
     figures: dict[str, object] = {
         "workers": args.workers,
@@ -135,11 +129,8 @@ def main() -> int:
         "duration_s": args.duration,
     }
     pools: dict[str, int] = {}
-    try:
-        env = {"DATABASE_URL": url}
-        _run([str(BIN / "alembic"), "upgrade", "head"], env)
-        created = _run([str(BIN / "crm-core"), "keys", "create", "--scope", "ingest"], env)
-        key = re.search(r"^key:\s+(\S+)$", created, re.M)[1]  # type: ignore[index]
+    with throwaway_database(args.admin_url) as url:
+        key = create_key(url, "ingest")
         with tempfile.TemporaryDirectory(prefix="whatsapp-bench-") as scratch:
             directory = Path(scratch)
             single = directory / "single.lua"
@@ -172,9 +163,6 @@ def main() -> int:
             fifty = run(signed, 50, pools["c_webhook_50_messages"])
         with psycopg.connect(url) as connection:
             stored = connection.execute("SELECT count(*) FROM crm_messages").fetchone()[0]  # type: ignore[index]
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     rows = {
         "a_ingest_message": (ingest, 1),
