@@ -387,13 +387,13 @@ def run(
     ingest = measure_ingest(
         admin_url,
         duration=duration or (2.0 if quick else 8.0),
-        warmup=warmup or (1.0 if quick else 2.0),
+        warmup=warmup or (0.5 if quick else 2.0),
         rounds=rounds or (1 if quick else 2),
     )
     read = measure_read(
         admin_url,
-        messages=events or (5_000 if quick else 20_000),
-        passes=passes or 3,
+        messages=events or (2_000 if quick else 20_000),
+        passes=passes or (1 if quick else 3),
     )
     return {"ingest": ingest, "read": read}
 
