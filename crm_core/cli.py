@@ -17,7 +17,7 @@ from crm_core.database import Database, create_db_engine, normalize_database_url
 from crm_core.exceptions import CrmError
 from crm_core.models.api_key import NAME_MAX_LENGTH, SCOPES
 from crm_core.server import LOG_LEVELS, serve
-from crm_core.services import api_keys
+from crm_core.services import api_keys, relay
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
         default="warning",
         help="uvicorn's log level (default: %(default)s)",
     )
+    commands.add_parser(
+        "relay",
+        help="publish the event outbox to NATS JetStream (CRM_NATS_URL) until SIGTERM/SIGINT",
+    )
     return parser
 
 
@@ -122,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+    if arguments.command == "relay":
+        return relay.command()
     try:
         settings = get_settings()
         database = Database(create_db_engine(settings.database_url))
