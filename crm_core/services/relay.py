@@ -1,9 +1,12 @@
 """The relay: publishes the outbox (crm_core.services.outbox) to a NATS JetStream stream, in
 commit order, each event once.
 
-How it holds (the NATS JetStream rules cited are from the NATS docs, "JetStream > Model Deep
-Dive > Message Deduplication" and "Publish > Optimistic concurrency headers", checked against
-nats-server 2.9.10):
+How it holds. The JetStream rules it relies on are those of the NATS docs, "JetStream >
+Headers" (https://docs.nats.io/nats-concepts/jetstream/headers: `Nats-Msg-Id`,
+`Nats-Expected-Last-Sequence`, `Nats-Expected-Last-Msg-Id`) and "Model Deep Dive > Message
+Deduplication" (https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive),
+and where the docs are silent (the order of the checks, a restart) what nats-server 2.9.10 was
+measured to do:
 
 * Order and no gap. Events are read after the recorded position in the commit-safe order of
   crm_core.services.pages ((`txid`, `seq`), and on PostgreSQL only below the visible horizon),
@@ -207,37 +210,51 @@ class Relay:
         self._postgres = database.engine.dialect.name == "postgresql"
         self._disconnected = False
         self._closing = False
+        self._connecting = False
+        self._unreachable = False
 
     # NATS.
 
     async def _connect(self, stop: asyncio.Event) -> bool:
-        """Connect (retrying with backoff until `stop`); False when stopped first."""
+        """Connect, retrying until `stop`; False when stopped first. nats-py retries by itself
+        every second (`max_reconnect_attempts=-1`: its first connect never gives up either) and
+        the first failure is logged once, "NATS unreachable, retrying"; once connected it
+        reconnects by itself too, buffering what is published meanwhile."""
         delay = self.options.backoff_initial
-        reported = False
         while not stop.is_set():
-            try:
-                self._nc = await nats.connect(
+            client = NatsClient()
+            self._nc, self._connecting, self._unreachable = client, True, False
+            connecting = asyncio.ensure_future(
+                client.connect(
                     self.options.nats_url,
                     name="crm-core relay",
                     connect_timeout=2,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
+                    reconnect_time_wait=1,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     error_cb=self._on_error,
                 )
-            except NATS_ERRORS as exc:
-                if not reported:
-                    logger.warning(
-                        "NATS unreachable, retrying",
-                        extra={"nats_url": self.options.nats_url, "reason": _reason(exc)},
-                    )
-                    reported = True
+            )
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            self._connecting = False
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *NATS_ERRORS):
+                    await connecting
+                await self._close()
+                return False
+            failure = connecting.exception()
+            if failure is not None:  # not a server away (retried inside), e.g. a bad URL
+                await self._on_error(failure)
+                await self._close()
                 await _sleep(stop, delay)
                 delay = min(delay * 2, self.options.backoff_max)
                 continue
-            self._js = self._nc.jetstream(timeout=self.options.ack_timeout)
+            self._js = client.jetstream(timeout=self.options.ack_timeout)
             logger.info("connected to NATS", extra={"nats_url": self.options.nats_url})
             return True
         return False
@@ -251,8 +268,15 @@ class Relay:
         self._disconnected = False
         logger.info("reconnected to NATS")
 
-    async def _on_error(self, exc: Exception) -> None:
-        logger.debug("NATS client error", extra={"reason": _reason(exc)})
+    async def _on_error(self, exc: BaseException) -> None:
+        if self._connecting and not self._unreachable:
+            self._unreachable = True
+            logger.warning(
+                "NATS unreachable, retrying",
+                extra={"nats_url": self.options.nats_url, "reason": _reason(exc)},
+            )
+        else:
+            logger.debug("NATS client error", extra={"reason": _reason(exc)})
 
     async def _close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
@@ -357,9 +381,11 @@ class Relay:
             position.updated_at = utcnow()
         session.flush()
 
-    def _read_batch(self, session: Session) -> tuple[RelayPosition | None, Sequence[OutboxEvent]]:
-        """The position and the events after it, in commit-safe order (pages.page), locked
-        FOR SHARE on PostgreSQL."""
+    def read_batch(self, session: Session) -> tuple[RelayPosition | None, Sequence[OutboxEvent]]:
+        """The recorded position (None before the first batch) and up to `batch_size` events
+        after it, in the session's transaction: in commit-safe order (pages.page), locked FOR
+        SHARE on PostgreSQL (an erasure's UPDATE of their data waits for the transaction's
+        end); on SQLite the transaction holds the write lock from its start."""
         self._lock(session)
         position = self._position(session)
         cursor = None if position is None else encode_cursor(position.txid, position.seq)
@@ -424,7 +450,7 @@ class Relay:
             await self.reconcile()
         with self.database.sessionmaker() as session:
             try:
-                position, rows = self._read_batch(session)
+                position, rows = self.read_batch(session)
                 if not rows:
                     session.rollback()
                     return 0
@@ -471,6 +497,7 @@ class Relay:
                     ready = True
                 count = await self.step()
             except RETRIED as exc:
+                ready = False  # the server may have come back without the stream
                 if not failing:
                     logger.warning(
                         "publishing failed, retrying from the recorded position",

@@ -211,12 +211,34 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = CATCH_
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}", pytrace=False)
 
 
+async def _stream_count(url: str, stream: str) -> int:
+    # nats-py's first connect retries up to max_reconnect_attempts (60 x 2 s by default)
+    nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0)
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.messages)
+    finally:
+        await nc.close()
+
+
+def stream_count(server: NatsServer, stream: str = STREAM) -> int:
+    """The messages the stream holds (0 when it or the server is not there)."""
+    try:
+        return asyncio.run(_stream_count(server.url, stream))
+    except Exception:  # the stream may not exist yet, or the server be restarting
+        return 0
+
+
+def outbox_count(database: Database) -> int:
+    with database.read_sessionmaker() as session:
+        return int(session.scalar(select(func.count()).select_from(OutboxEvent)) or 0)
+
+
 def caught_up(database: Database, server: NatsServer) -> Callable[[], bool]:
+    """Whether the stream holds as many messages as the outbox has events (which ones, and in
+    what order, `assert_exactly_once_in_order` checks)."""
+
     def check() -> bool:
-        try:
-            return len(stream_messages(server)) >= len(outbox_ids(database))
-        except Exception:  # the stream may not exist yet, or the server be restarting
-            return False
+        return stream_count(server) >= outbox_count(database) > 0
 
     return check
 
@@ -418,11 +440,7 @@ def test_the_relay_killed_mid_stream_and_restarted_publishes_each_event_once(
 ) -> None:
     relay_process.start()
     with Writer(client) as writer:
-        wait_until(lambda: len(outbox_ids(database)) > 0, "the first events")
-        wait_until(
-            lambda: caught_up(database, nats_server)() or len(stream_ids_safe(nats_server)) > 50,
-            "the relay publishing",
-        )
+        wait_until(lambda: stream_count(nats_server) > 50, "the relay publishing")
         time.sleep(0.5)
         assert relay_process.process is not None
         relay_process.process.kill()  # SIGKILL: no chance to finish anything
@@ -437,13 +455,6 @@ def test_the_relay_killed_mid_stream_and_restarted_publishes_each_event_once(
     assert assert_exactly_once_in_order(database, nats_server) > 100
 
 
-def stream_ids_safe(server: NatsServer) -> list[str]:
-    try:
-        return stream_ids(server)
-    except Exception:
-        return []
-
-
 def test_nats_restarted_during_a_load_run_loses_and_repeats_nothing(
     client: TestClient,
     database: Database,
@@ -452,7 +463,7 @@ def test_nats_restarted_during_a_load_run_loses_and_repeats_nothing(
 ) -> None:
     relay_process.start()
     with Writer(client) as writer:
-        wait_until(lambda: len(stream_ids_safe(nats_server)) > 20, "the relay publishing")
+        wait_until(lambda: stream_count(nats_server) > 20, "the relay publishing")
         nats_server.stop()  # SIGTERM while the relay publishes and events are written
         time.sleep(1.0)
         nats_server.start()  # same port, same store folder
@@ -486,10 +497,7 @@ def test_ingest_answers_while_nats_is_down_and_the_relay_catches_up(
             },
         )
         assert response.status_code == 202, response.text
-    with database.read_sessionmaker() as session:
-        assert session.scalar(select(func.count()).select_from(OutboxEvent)) == len(
-            outbox_ids(database)
-        )
+    assert stream_count(nats_server) < outbox_count(database)  # not published: NATS is down
     nats_server.start()
     wait_until(caught_up(database, nats_server), "the relay to catch up")
     assert_exactly_once_in_order(database, nats_server)
@@ -510,3 +518,50 @@ def test_relay_without_nats_url_is_a_one_line_usage_error(migrated: str) -> None
     assert result.stderr.count("\n") == 1
     assert "CRM_NATS_URL is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_erasure_waits_for_the_batch_being_published(
+    client: TestClient, database: Database, nats_server: NatsServer
+) -> None:
+    ingest(client, 2, sender="5511955554444")
+    contact_id = client.get("/contacts").json()["data"][0]["id"]
+    relay = Relay(database, options(nats_server))
+    statuses: list[int] = []
+    erased = threading.Event()
+
+    def erase() -> None:
+        statuses.append(client.delete(f"/contacts/{contact_id}").status_code)
+        erased.set()
+
+    with database.sessionmaker() as session:
+        _, rows = relay.read_batch(session)  # the batch's transaction, as the relay opens it
+        assert {row.contact_id for row in rows} == {uuid.UUID(contact_id)}
+        eraser = threading.Thread(target=erase)
+        eraser.start()
+        assert not erased.wait(1.0), "the erasure did not wait for the batch's transaction"
+        session.commit()
+    assert erased.wait(CATCH_UP_S)
+    eraser.join()
+    assert statuses == [200]
+
+
+def test_a_relay_started_before_nats_waits_for_it(
+    client: TestClient, database: Database, migrated: str, tmp_path: Path
+) -> None:
+    server = NatsServer(_nats_binary(), tmp_path)
+    relay = RelayProcess(migrated, server, tmp_path / "relay.log")
+    try:
+        ingest(client, 3)
+        relay.start()
+        wait_until(lambda: "NATS unreachable, retrying" in relay.log.read_text(), "the log line")
+        time.sleep(1.0)
+        server.start()
+        wait_until(caught_up(database, server), "the relay to publish")
+        assert_exactly_once_in_order(database, server)
+        assert relay.signal(signal.SIGTERM) == 0
+        log = relay.log.read_text()
+        assert log.count("NATS unreachable, retrying") == 1
+        assert "Traceback" not in log
+    finally:
+        relay.stop()
+        server.stop()
