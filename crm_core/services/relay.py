@@ -87,6 +87,7 @@ CONTENT_TYPE = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 _FORMAT = JSONFormat()
+MAX_BATCH = 4000
 
 NATS_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.Error,
@@ -115,7 +116,8 @@ RETRIED: tuple[type[BaseException], ...] = (*NATS_ERRORS, RelayFailure, SQLAlche
 class RelayOptions:
     """How the relay runs. Times are in seconds.
 
-    `batch_size`: events read, published and recorded per transaction (1-10,000).
+    `batch_size`: events read, published and recorded per transaction (1 to 4,000, the
+    nats-py client's default limit of acks pending at once).
     `poll_interval`: the wait between two reads when there was nothing to publish.
     `ack_timeout`: how long a batch's acks are awaited before the batch counts as failed.
     `backoff_initial` / `backoff_max`: the first and the longest wait before a retry after a
@@ -133,6 +135,14 @@ class RelayOptions:
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
     duplicate_window: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be from 1 to {MAX_BATCH}, not {self.batch_size}")
+        if min(self.poll_interval, self.ack_timeout, self.backoff_initial) <= 0:
+            raise ValueError("poll_interval, ack_timeout and backoff_initial must be positive")
+        if self.backoff_max < self.backoff_initial or self.duplicate_window <= 0:
+            raise ValueError("backoff_max must be >= backoff_initial, duplicate_window positive")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RelayOptions:
