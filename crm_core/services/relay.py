@@ -32,9 +32,11 @@ measured to do:
   on start, and after every failure, it reads the stream's last message: when its
   `Nats-Msg-Id` is an outbox event after the recorded position, the position moves to it.
   This holds beyond the duplicate window.
-* Erasure. On PostgreSQL the batch's rows are read `FOR SHARE`: an erasure's UPDATE of their
-  data (crm_core.services.outbox.redact) waits until the batch is published and recorded, and
-  a batch read while an erasure is running waits for it and reads the redacted data. On SQLite
+* Erasure. On PostgreSQL the batch's rows are read `FOR SHARE NOWAIT`: an erasure's UPDATE of
+  their data (crm_core.services.outbox.redact) waits until the batch is published and
+  recorded, and a batch read while an erasure holds some of its rows is given up and read
+  again after the erasure's commit, with the redacted data (NOWAIT, so that the relay never
+  waits while holding locks the erasure may need next: no deadlock). On SQLite
   the batch's transaction begins IMMEDIATE, holding the one write lock. So no event published
   after an erasure carries the person's data.
 
@@ -66,7 +68,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from pydantic import ValidationError
 from sqlalchemy import select, text, tuple_
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from crm_core.config import Settings, get_settings
@@ -88,6 +90,7 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 _FORMAT = JSONFormat()
 MAX_BATCH = 4000
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE of a NOWAIT lock that was taken
 
 NATS_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.Error,
@@ -101,6 +104,11 @@ NATS_ERRORS: tuple[type[BaseException], ...] = (
 
 class RelayNotConfigured(Exception):
     """CRM_NATS_URL is not set: there is no NATS server to publish to."""
+
+
+class BatchLocked(Exception):
+    """PostgreSQL: an erasure is redacting events of the next batch (its UPDATE holds them);
+    the batch is read again once it has committed."""
 
 
 class RelayFailure(Exception):
@@ -395,14 +403,23 @@ class Relay:
         """The recorded position (None before the first batch) and up to `batch_size` events
         after it, in the session's transaction: in commit-safe order (pages.page), locked FOR
         SHARE on PostgreSQL (an erasure's UPDATE of their data waits for the transaction's
-        end); on SQLite the transaction holds the write lock from its start."""
+        end); on SQLite the transaction holds the write lock from its start. Raises BatchLocked
+        when an erasure running on PostgreSQL holds some of them."""
         self._lock(session)
         position = self._position(session)
         cursor = None if position is None else encode_cursor(position.txid, position.seq)
         query = select(OutboxEvent)
         if self._postgres:
-            query = query.with_for_update(read=True)
-        batch = page(session, query, OutboxEvent, cursor=cursor, limit=self.options.batch_size)
+            # NOWAIT: a relay that waited for an erasure while holding the rows it had
+            # already locked could deadlock with it (the erasure's UPDATE locks them in
+            # another order); it lets go and reads the batch again instead.
+            query = query.with_for_update(read=True, nowait=True)
+        try:
+            batch = page(session, query, OutboxEvent, cursor=cursor, limit=self.options.batch_size)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise BatchLocked from exc
+            raise
         return position, batch.rows
 
     def _anything_new(self) -> bool:
@@ -468,6 +485,9 @@ class Relay:
                 last = rows[-1]
                 self._record(session, position, last.txid, last.seq, last.id)
                 session.commit()
+            except BatchLocked:
+                session.rollback()  # nothing was published
+                raise
             except BaseException:
                 session.rollback()
                 self._last_sequence = None  # reconcile before the next batch
@@ -506,6 +526,10 @@ class Relay:
                     await self.ensure_stream()
                     ready = True
                 count = await self.step()
+            except BatchLocked:
+                logger.debug("an erasure holds the next events, waiting for it")
+                await _sleep(stop, self.options.poll_interval)
+                continue
             except RETRIED as exc:
                 ready = False  # the server may have come back without the stream
                 if not failing:

@@ -562,3 +562,24 @@ def test_a_relay_started_before_nats_waits_for_it(
     finally:
         relay.stop()
         server.stop()
+
+
+def test_a_batch_read_during_an_erasure_publishes_the_redacted_data(
+    client: TestClient, database: Database, nats_server: NatsServer
+) -> None:
+    ingest(client, 3, sender="5511944443333")
+    contact_id = uuid.UUID(client.get("/contacts").json()["data"][0]["id"])
+    published: list[int] = []
+    with database.sessionmaker() as eraser:  # an erasure under way: its UPDATE holds the rows
+        assert outbox.redact(eraser.connection(), contact_id) == 4
+        relay = threading.Thread(
+            target=lambda: published.append(relay_until_idle(database, nats_server))
+        )
+        relay.start()
+        time.sleep(1.0)
+        assert stream_count(nats_server) == 0, "an event was published before the erasure ended"
+        eraser.commit()
+    relay.join(CATCH_UP_S + 5)
+    assert published == [4]
+    for message in stream_messages(nats_server):
+        assert json.loads(message.data or b"")["data"] == outbox.erased_data(contact_id)
