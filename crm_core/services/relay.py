@@ -230,6 +230,7 @@ class Relay:
         self._closing = False
         self._connecting = False
         self._unreachable = False
+        self._stream_reported = False
 
     # NATS.
 
@@ -273,6 +274,7 @@ class Relay:
                 delay = min(delay * 2, self.options.backoff_max)
                 continue
             self._js = client.jetstream(timeout=self.options.ack_timeout)
+            self._last_sequence = None  # a new connection reconciles first
             logger.info("connected to NATS", extra={"nats_url": self.options.nats_url})
             return True
         return False
@@ -312,7 +314,7 @@ class Relay:
         name = self.options.stream
         try:
             await self._js.stream_info(name)
-            logger.info("stream found", extra={"stream": name})
+            self._found_stream()
             return
         except nats.js.errors.NotFoundError:
             pass
@@ -325,9 +327,15 @@ class Relay:
             )
         except nats.js.errors.BadRequestError:  # created meanwhile by someone else
             await self._js.stream_info(name)
-            logger.info("stream found", extra={"stream": name})
+            self._found_stream()
             return
+        self._stream_reported = True
         logger.info("stream created", extra={"stream": name, "subjects": STREAM_SUBJECTS})
+
+    def _found_stream(self) -> None:
+        if not self._stream_reported:  # once: it is checked again after every failure
+            self._stream_reported = True
+            logger.info("stream found", extra={"stream": self.options.stream})
 
     async def reconcile(self) -> None:
         """Align with the stream: learn its last sequence, and when its last message is an

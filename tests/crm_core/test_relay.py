@@ -396,6 +396,15 @@ def test_a_rerun_after_the_position_was_lost_publishes_nothing_twice(
     assert relay_until_idle(database, nats_server) == 0
     assert len(stream_ids(nats_server)) == count
 
+    async def duplicate_window() -> float | None:
+        nc = await nats.connect(nats_server.url)
+        info = await nc.jetstream().stream_info(STREAM)
+        await nc.close()
+        return info.config.duplicate_window
+
+    # The relay left the stream as it was.
+    assert asyncio.run(duplicate_window()) == pytest.approx(0.5)
+
     with database.sessionmaker() as session:  # rolled back to the middle of the stream
         first = session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq).limit(1)).one()
         session.merge(
