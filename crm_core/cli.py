@@ -20,7 +20,7 @@ from crm_core.database import Database, create_db_engine, normalize_database_url
 from crm_core.exceptions import CrmError
 from crm_core.models.api_key import NAME_MAX_LENGTH, SCOPES
 from crm_core.server import LOG_LEVELS, serve
-from crm_core.services import api_keys, outbox
+from crm_core.services import api_keys, outbox, relay
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="age in days (default: CRM_EVENTS_RETENTION_DAYS, 30)",
     )
+    commands.add_parser(
+        "relay",
+        help="publish the event outbox to NATS JetStream (CRM_NATS_URL) until SIGTERM/SIGINT",
+    )
     return parser
 
 
@@ -184,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "events" and arguments.action == "tail":
         feed = tail.Feed(arguments.url, arguments.key, arguments.types)
         return tail.run(feed, arguments.after, once=arguments.once)
+    if arguments.command == "relay":
+        return relay.command()
     try:
         settings = get_settings()
         database = Database(create_db_engine(settings.database_url))
