@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -40,10 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import psycopg
 from nats.js.api import StorageType
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from crm_core.database import Database, create_db_engine
 from crm_core.models import OutboxEvent
@@ -58,8 +55,12 @@ from crm_core.services.relay import (
     subject_of,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from ingest_bench import default_admin_url, throwaway_database  # noqa: E402
+
 PHASE_TIMEOUT_S = 45.0
 WRITE_BATCH = 1000
 SOURCE = "/aurora-crm/bench"
@@ -70,30 +71,6 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@contextmanager
-def throwaway_database(admin_url: str) -> Iterator[str]:
-    """A new PostgreSQL database, migrated to head; dropped afterwards. Yields its URL."""
-    admin = make_url(admin_url).set(drivername="postgresql")
-    name = f"aurora_relay_bench_{secrets.token_hex(4)}"
-    admin_dsn = admin.render_as_string(hide_password=False)
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        subprocess.run(
-            [str(BIN / "alembic"), "upgrade", "head"],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url},
-            capture_output=True,
-            check=True,
-            timeout=120,
-        )
-        yield url
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -202,9 +179,7 @@ def measure(admin_url: str | None = None, events: int = 20_000) -> dict[str, Any
     with a bare publish loop (b), each to a fresh stream of a throwaway nats-server. Returns
     the figures: relay_events_per_s, bare_events_per_s, ratio_relay_to_bare (the target:
     >= 0.5), events, and the messages each stream holds at the end."""
-    admin = admin_url or os.environ.get(
-        "AURORA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    admin = admin_url or default_admin_url()
     with throwaway_database(admin) as url, throwaway_nats() as nats_url:
         database = Database(create_db_engine(url))
         try:

@@ -10,7 +10,7 @@ on a 2-core machine, --quick under 2. `nox -s bench` runs this.
 
 The ingest and events figures need wrk, and PostgreSQL for the server ones
 (AURORA_TEST_POSTGRES_URL, else the local server); the SQLite ones run on a file in a temporary
-folder.
+folder. The relay's figures need PostgreSQL and nats-server (a throwaway one is started).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 import events_bench  # noqa: E402
 import lint_vault  # noqa: E402
+import relay_bench  # noqa: E402
 import report_vault  # noqa: E402
 import verify_ledger  # noqa: E402
 
@@ -230,8 +231,15 @@ def events(quick: bool) -> Row:
     return {"name": "events", **figures}
 
 
-# The relay's row (benchmarks/relay_bench.py, written separately: `measure(...) -> dict`, the
-# relay against a bare NATS publish loop) goes here, as a step of main() and rows of table().
+def relay(quick: bool) -> Row:
+    """benchmarks/relay_bench.py: the relay against a bare nats-py JetStream publish loop."""
+    figures = relay_bench.measure(events=5_000 if quick else 20_000)
+    print(
+        f"  relay: {figures['relay_events_per_s']:,.0f} events/s, "
+        f"{figures['ratio_relay_to_bare']:.0%} of a bare publish loop",
+        flush=True,
+    )
+    return {"name": "relay", **figures}
 
 
 def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -288,7 +296,17 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "none (reported)",
             )
         )
-    # (the relay's row, benchmarks/relay_bench.py, goes here)
+    if "relay" in results:
+        f = results["relay"]
+        rows.append(
+            (
+                f"relay to JetStream ({f['events']:,} events): "
+                f"{f['relay_events_per_s']:,.0f} events/s",
+                f"bare nats-py publish loop: {f['bare_events_per_s']:,.0f} events/s",
+                f"{f['ratio_relay_to_bare']:.0%}",
+                "≥ 50%",
+            )
+        )
     if "ingest-sqlite" in results:
         f = results["ingest-sqlite"]
         p64 = f["b_persisted_64"]
@@ -450,7 +468,16 @@ def main() -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["ingest", "events", "ingest-sqlite", "certify", "lint", "verify", "report"],
+        choices=[
+            "ingest",
+            "events",
+            "relay",
+            "ingest-sqlite",
+            "certify",
+            "lint",
+            "verify",
+            "report",
+        ],
     )
     args = parser.parse_args()
     os.environ.setdefault("NO_COLOR", "1")
@@ -467,7 +494,7 @@ def main() -> int:
     steps: list[tuple[str, Callable[[], Row]]] = [
         ("ingest", lambda: ingest(args.quick)),
         ("events", lambda: events(args.quick)),
-        # ("relay", ...): benchmarks/relay_bench.py's measure(), added with that file
+        ("relay", lambda: relay(args.quick)),
         ("ingest-sqlite", lambda: ingest_sqlite(args.quick)),
         ("certify", lambda: certify_figures(args.quick)),
         ("lint", lambda: scaled("lint", sizes, lint)),
@@ -478,6 +505,9 @@ def main() -> int:
     for name in ("ingest", "events", "ingest-sqlite"):
         if name not in skipped and shutil.which("wrk") is None:
             skipped[name] = "needs wrk (Debian: apt-get install wrk)"
+    nats_server = os.access("/usr/sbin/nats-server", os.X_OK) or shutil.which("nats-server")
+    if "relay" not in skipped and not nats_server:
+        skipped["relay"] = "needs nats-server (Debian: apt-get install nats-server)"
     for name, step in steps:
         if name in skipped:
             print(f"{name}: {skipped[name]}", flush=True)

@@ -200,9 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with database.sessionmaker() as session:
             if arguments.command == "events":
                 days = arguments.older_than_days or settings.events_retention_days
-                pruned = outbox.prune(
-                    session, timedelta(days=days), relay_required=settings.nats_url is not None
-                )
+                stream = settings.nats_stream if settings.nats_url is not None else None
+                pruned = outbox.prune(session, timedelta(days=days), relay_stream=stream)
                 kept = (
                     f"; kept {pruned.kept_unpublished} the relay has not published yet"
                     if pruned.kept_unpublished

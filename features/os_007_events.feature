@@ -169,6 +169,42 @@ Funcionalidade: OS 007 — O feed de eventos: outbox transacional, GET /events e
       | SQLite     |
       | PostgreSQL |
 
+  @OS-007 @AC-07
+  Esquema do Cenário: O relay publica cada evento no JetStream, na ordem, uma vez, e nada apagado (<banco>)
+    Dado o app do crm_core no banco <banco> migrado
+    E uma chave de API de escopo "readwrite"
+    E um nats-server descartável com JetStream
+    E que o WhatsApp entregou mensagens de "5521987650001, 5521987650002"
+    E que o contato tem um negócio "rodobens" de "1000.00"
+    Quando o relay publica até não haver evento novo
+    Então o stream tem os eventos do feed, na mesma ordem, cada um no assunto do seu tipo, com o Nats-Msg-Id igual ao id do evento e o CloudEvent igual ao do feed
+    E a posição do relay é o último evento do feed
+    Quando a posição do relay se perde e o relay publica de novo até não haver evento novo
+    Então o relay não publicou nada de novo e o stream guarda cada evento uma vez
+    Dado que o WhatsApp entregou a mensagem "moro na Rua das Flores, 12" de "5521987650003" com o id "wamid.R3"
+    Quando eu faço "DELETE /contacts/{contact_id}"
+    E o relay publica até não haver evento novo
+    Então nenhuma mensagem do stream guarda "Rua das Flores, 5521987650003, wamid.R3"
+    E o stream tem os eventos do feed, na mesma ordem, cada um no assunto do seu tipo, com o Nats-Msg-Id igual ao id do evento e o CloudEvent igual ao do feed
+
+    Exemplos:
+      | banco      |
+      | SQLite     |
+      | PostgreSQL |
+
+  @OS-007 @AC-08
+  Esquema do Cenário: O relay morto com SIGKILL e o NATS reiniciado no meio de uma carga não perdem nem repetem evento (<banco>)
+    Dado o app do crm_core no banco <banco> migrado
+    E uma chave de API de escopo "readwrite"
+    E um nats-server descartável com JetStream
+    Então com "crm-core relay" rodando enquanto clientes gravam, o relay morto com SIGKILL e reiniciado deixa no stream cada evento exatamente uma vez, na ordem
+    E com o nats-server parado e religado enquanto clientes gravam, a ingestão responde sempre 2xx e o stream termina com cada evento exatamente uma vez, na ordem
+
+    Exemplos:
+      | banco      |
+      | SQLite     |
+      | PostgreSQL |
+
   @OS-007 @AC-09
   Esquema do Cenário: A poda apaga os eventos velhos, nunca um que o relay ainda não publicou (<banco>)
     Dado o app do crm_core no banco <banco> migrado

@@ -22,7 +22,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from crm_core.database import next_seqs, outbox_enabled
@@ -243,24 +255,26 @@ class Pruned:
     kept_unpublished: int
 
 
-def prune(session: Session, older_than: timedelta, *, relay_required: bool) -> Pruned:
-    """Delete the events older than `older_than`, but never one a relay has not published: with
-    relay positions recorded, only events at or before the least advanced of them; with none
-    and `relay_required` (a relay is configured, `CRM_NATS_URL`), none at all."""
+def prune(session: Session, older_than: timedelta, *, relay_stream: str | None) -> Pruned:
+    """Delete the events older than `older_than`, but never one a relay has not published.
+
+    With `relay_stream` (a relay is configured: `CRM_NATS_URL`, `CRM_NATS_STREAM`), only events
+    at or before that stream's recorded position, and none while it has none. Without, the
+    positions recorded by any relay (a stream used before) are respected all the same: only
+    events at or before the least advanced one."""
     cutoff = utcnow() - older_than
     old = OutboxEvent.time < cutoff
-    positions = session.execute(select(RelayPosition.txid, RelayPosition.seq)).all()
-    published: Any = None
+    query = select(RelayPosition.txid, RelayPosition.seq)
+    if relay_stream is not None:
+        query = query.where(RelayPosition.stream == relay_stream)
+    positions = session.execute(query).all()
+    condition: Any = old
     if positions:
         least = min((txid, seq) for txid, seq in positions)
-        published = tuple_(OutboxEvent.txid, OutboxEvent.seq) <= tuple_(*least)
-    elif relay_required:
-        waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(old)) or 0
-        return Pruned(0, int(waiting))
-    condition = old if published is None else and_(old, published)
+        condition = and_(old, tuple_(OutboxEvent.txid, OutboxEvent.seq) <= tuple_(*least))
+    elif relay_stream is not None:
+        condition = false()
     deleted = session.execute(delete(OutboxEvent).where(condition))
-    waiting = 0
-    if published is not None:
-        waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(old)) or 0
+    waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(old)) or 0
     session.commit()
     return Pruned(int(getattr(deleted, "rowcount", 0)), int(waiting))

@@ -95,6 +95,12 @@ def api_responses() -> list[Any]:
 
 
 @pytest.fixture
+def relay_runs() -> list[int]:
+    """How many events each run of the relay in the scenario published, in order."""
+    return []
+
+
+@pytest.fixture
 def scenario_ids() -> dict[str, str]:
     """Ids the scenario learnt (contact_id, deal_id), to fill `{contact_id}` in paths and bodies."""
     return {}

@@ -195,23 +195,31 @@ def test_prune_keeps_what_the_relay_has_not_published(database: Database) -> Non
     _append(database, 5)
     _aged(database, 10)
     with database.sessionmaker() as session:
-        assert outbox.prune(session, timedelta(days=5), relay_required=True) == outbox.Pruned(0, 5)
+        age = timedelta(days=5)
+        assert outbox.prune(session, age, relay_stream="A") == outbox.Pruned(0, 5)
         rows = session.execute(select(OutboxEvent).order_by(OutboxEvent.seq)).scalars().all()
-        session.add(
-            RelayPosition(stream="A", txid=rows[3].txid, seq=rows[3].seq, event_id=rows[3].id)
-        )
-        session.add(
-            RelayPosition(stream="B", txid=rows[1].txid, seq=rows[1].seq, event_id=rows[1].id)
-        )
+        for stream, row in (("A", rows[3]), ("B", rows[1])):
+            session.add(RelayPosition(stream=stream, txid=row.txid, seq=row.seq, event_id=row.id))
         session.commit()
-        assert outbox.prune(session, timedelta(days=5), relay_required=True) == outbox.Pruned(2, 3)
-        assert outbox.prune(session, timedelta(days=50), relay_required=False) == outbox.Pruned(
-            0, 0
-        )
-        left = (
-            session.execute(select(OutboxEvent.subject).order_by(OutboxEvent.seq)).scalars().all()
-        )
-    assert left == ["s2", "s3", "s4"]
+        # a stream configured now, with no position yet: nothing (B's position is not its own)
+        assert outbox.prune(session, age, relay_stream="C") == outbox.Pruned(0, 5)
+        assert outbox.prune(session, age, relay_stream="A") == outbox.Pruned(4, 1)
+        left = session.execute(select(OutboxEvent.subject).order_by(OutboxEvent.seq)).scalars()
+        assert list(left) == ["s4"]
+
+
+def test_prune_without_a_relay_keeps_what_an_earlier_relay_has_not_published(
+    database: Database,
+) -> None:
+    _append(database, 5)
+    _aged(database, 10)
+    with database.sessionmaker() as session:
+        rows = session.execute(select(OutboxEvent).order_by(OutboxEvent.seq)).scalars().all()
+        for stream, row in (("A", rows[3]), ("B", rows[1])):
+            session.add(RelayPosition(stream=stream, txid=row.txid, seq=row.seq, event_id=row.id))
+        session.commit()
+        assert outbox.prune(session, timedelta(days=50), relay_stream=None) == outbox.Pruned(0, 0)
+        assert outbox.prune(session, timedelta(days=5), relay_stream=None) == outbox.Pruned(2, 3)
 
 
 def test_prune_without_a_relay_deletes_only_old_events(database: Database) -> None:
@@ -219,9 +227,7 @@ def test_prune_without_a_relay_deletes_only_old_events(database: Database) -> No
     _aged(database, 40)
     _append(database, 2)
     with database.sessionmaker() as session:
-        assert outbox.prune(session, timedelta(days=30), relay_required=False) == outbox.Pruned(
-            3, 0
-        )
+        assert outbox.prune(session, timedelta(days=30), relay_stream=None) == outbox.Pruned(3, 0)
         assert len(session.execute(select(OutboxEvent.id)).all()) == 2
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import signal
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ import pytest
 from cloudevents.core.formats.json import JSONFormat
 from fastapi import FastAPI
 from pytest_bdd import given, parsers, then, when
-from sqlalchemy import Connection, Transaction, func, insert, select, update
+from sqlalchemy import Connection, Transaction, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crm_core import cli
@@ -32,6 +34,20 @@ from crm_core.services.ingest import store_messages
 from tests.bdd.steps.ingest import _migrated_app, client_of, engine_of
 from tests.bdd.support.databases import Backend, DatabaseUnderTest, LiveDatabase, live_url
 from tests.bdd.support.names import names
+from tests.bdd.support.relaying import (
+    STREAM,
+    NatsServer,
+    RelayProcess,
+    Writer,
+    assert_exactly_once_in_order,
+    caught_up,
+    nats_binary,
+    outbox_count,
+    relay_until_idle,
+    stream_count,
+    stream_messages,
+    wait_until,
+)
 from tests.bdd.support.serving import LiveFeed, check_feed_under_writers, whatsapp
 
 WAIT = 30.0
@@ -630,3 +646,126 @@ def _key_accepted(database: LiveDatabase, scope: str) -> bool:
             return False
         finally:
             transaction.rollback()
+
+
+@given("um nats-server descartável com JetStream", target_fixture="nats")
+def throwaway_nats(tmp_path: Path, request: pytest.FixtureRequest) -> NatsServer:
+    """A nats-server of the scenario's own (skipped without the binary, failed when
+    AURORA_REQUIRE_NATS demands one)."""
+    server = NatsServer(nats_binary(), tmp_path)
+    server.start()
+    request.addfinalizer(server.stop)
+    return server
+
+
+@when("o relay publica até não haver evento novo")
+def relay_publishes(app: FastAPI, nats: NatsServer, relay_runs: list[int]) -> None:
+    source = app.state.settings.event_source
+    relay_runs.append(relay_until_idle(app.state.database, nats, source=source))
+
+
+@then(
+    "o stream tem os eventos do feed, na mesma ordem, cada um no assunto do seu tipo, com o "
+    "Nats-Msg-Id igual ao id do evento e o CloudEvent igual ao do feed"
+)
+def stream_is_the_feed(app: FastAPI, nats: NatsServer, api_credentials: dict[str, str]) -> None:
+    events = feed_of(app, api_credentials)
+    published = stream_messages(nats)
+    assert len(published) == len(events), (len(published), len(events))
+    for message, event in zip(published, events, strict=True):
+        headers = message.headers or {}
+        assert headers["Nats-Msg-Id"] == event["id"], (headers, event)
+        assert headers["Content-Type"] == "application/cloudevents+json", headers
+        assert message.subject == "crm.events." + short(event["type"]), message.subject
+        assert json.loads(message.data or b"") == event, (message.data, event)
+
+
+@then("a posição do relay é o último evento do feed")
+def relay_position_is_last(app: FastAPI, api_credentials: dict[str, str]) -> None:
+    with app.state.database.sessionmaker() as session:
+        position = session.get(RelayPosition, STREAM)
+    assert position is not None
+    assert str(position.event_id) == feed_of(app, api_credentials)[-1]["id"]
+
+
+@when("a posição do relay se perde e o relay publica de novo até não haver evento novo")
+def relay_position_lost(app: FastAPI, nats: NatsServer, relay_runs: list[int]) -> None:
+    with engine_of(app).begin() as connection:
+        assert connection.execute(delete(RelayPosition)).rowcount == 1
+    relay_publishes(app, nats, relay_runs)
+
+
+@then("o relay não publicou nada de novo e o stream guarda cada evento uma vez")
+def nothing_republished(app: FastAPI, nats: NatsServer, relay_runs: list[int]) -> None:
+    first, again = relay_runs
+    assert first > 0
+    assert again == 0, again
+    assert_exactly_once_in_order(app.state.database, nats)
+
+
+@then(parsers.parse('nenhuma mensagem do stream guarda "{texts}"'), converters={"texts": names})
+def stream_holds_nothing_of(nats: NatsServer, texts: tuple[str, ...]) -> None:
+    published = [(message.data or b"").decode() for message in stream_messages(nats)]
+    assert published
+    for needle in texts:
+        assert not any(needle in data for data in published), f"the stream still holds {needle!r}"
+
+
+def _app_client_writer(app: FastAPI, credentials: dict[str, str]) -> Writer:
+    return Writer(client_of(app), headers=credentials)
+
+
+@then(
+    'com "crm-core relay" rodando enquanto clientes gravam, o relay morto com SIGKILL e '
+    "reiniciado deixa no stream cada evento exatamente uma vez, na ordem"
+)
+def relay_killed_mid_stream(
+    app: FastAPI, nats: NatsServer, api_credentials: dict[str, str], tmp_path: Path
+) -> None:
+    relay = RelayProcess(app.state.settings.database_url, nats, tmp_path / "relay.log")
+    try:
+        relay.start()
+        with _app_client_writer(app, api_credentials) as writer:
+            wait_until(lambda: stream_count(nats) > 50, "the relay publishing")
+            assert relay.process is not None
+            relay.process.kill()  # SIGKILL: no chance to finish anything
+            relay.process.wait(5)
+            time.sleep(0.5)
+            relay.start()
+            time.sleep(1.0)
+        assert writer.statuses
+        assert all(200 <= status < 300 for status in writer.statuses), set(writer.statuses)
+        wait_until(caught_up(app.state.database, nats), "the relay to catch up")
+        assert relay.signal(signal.SIGTERM) == 0
+    finally:
+        relay.stop()
+    assert assert_exactly_once_in_order(app.state.database, nats) > 100
+
+
+@then(
+    "com o nats-server parado e religado enquanto clientes gravam, a ingestão responde sempre 2xx "
+    "e o stream termina com cada evento exatamente uma vez, na ordem"
+)
+def nats_restarted_under_load(
+    app: FastAPI, nats: NatsServer, api_credentials: dict[str, str], tmp_path: Path
+) -> None:
+    relay = RelayProcess(app.state.settings.database_url, nats, tmp_path / "relay-2.log")
+    try:
+        relay.start()
+        with _app_client_writer(app, api_credentials) as writer:
+            before = len(writer.statuses)
+            wait_until(lambda: stream_count(nats) > outbox_count(app.state.database) // 2, "relay")
+            nats.stop()  # SIGTERM while the relay publishes and events are written
+            down = len(writer.statuses)
+            time.sleep(1.5)
+            answered_while_down = len(writer.statuses) - down
+            nats.start()  # same port, same store folder
+            time.sleep(1.5)
+        assert answered_while_down > 0, "no write was answered while NATS was down"
+        assert len(writer.statuses) > before
+        assert all(200 <= status < 300 for status in writer.statuses), set(writer.statuses)
+        wait_until(caught_up(app.state.database, nats), "the relay to catch up")
+        assert relay.signal(signal.SIGTERM) == 0
+    finally:
+        relay.stop()
+    assert assert_exactly_once_in_order(app.state.database, nats) > 40
