@@ -40,8 +40,7 @@ from sqlalchemy.orm import Session
 from crm_core.database import next_seqs, outbox_enabled
 from crm_core.models import OutboxEvent, RelayPosition
 from crm_core.models.base import utc_text, utcnow
-from crm_core.schemas.pagination import encode_cursor
-from crm_core.services.pages import VISIBLE_HORIZON, Page, page
+from crm_core.services.pages import Page, page
 
 EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
@@ -229,18 +228,6 @@ def read_events(
     if types:
         query = query.where(OutboxEvent.type.in_(sorted(set(types))))
     return page(session, query, OutboxEvent, cursor=cursor, limit=limit)
-
-
-def latest_cursor(session: Session) -> str | None:
-    """The cursor after the newest event readable now (None when there is none): a reader that
-    starts from it sees only the events committed after."""
-    query = select(OutboxEvent.txid, OutboxEvent.seq)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.where(OutboxEvent.txid < VISIBLE_HORIZON)
-    last = session.execute(
-        query.order_by(OutboxEvent.txid.desc(), OutboxEvent.seq.desc()).limit(1)
-    ).first()
-    return None if last is None else encode_cursor(last[0], last[1])
 
 
 # Retention.
